@@ -1,0 +1,69 @@
+"""Command line: ``python -m ddd_support {train,profiles} ...``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .config import MODELS, PROFILES, TrainConfig, parse_overrides
+from .errors import DDDError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ddd_support",
+                                     description="Epoch-wise double descent: train and analyse MLPs on noisy CIFAR-10.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    tr = sub.add_parser("train", help="train the models of a profile (resumes existing runs)")
+    tr.add_argument("--profile", default="smoke", help=f"one of {', '.join(PROFILES)} (default smoke)")
+    tr.add_argument("--model", action="append", choices=MODELS,
+                    help="model to train; repeat for several (default: the profile's models)")
+    tr.add_argument("--seed", type=int, action="append", help="seed; repeat for several (default 0)")
+    tr.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=[],
+                    help="override one config value, e.g. --set epochs=50 --set lr=3e-4")
+    tr.add_argument("--out", default="runs", help="root folder of run directories (default runs)")
+    tr.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    sub.add_parser("profiles", help="list the profiles and their values")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "profiles":
+            return _profiles()
+        if args.command == "train":
+            return _train(args)
+    except DDDError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 1
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .runner import train_profile
+
+    overrides = parse_overrides(args.overrides)
+    if args.quiet:
+        overrides["progress"] = False
+    run_dirs = train_profile(args.profile, args.model, args.seed or [0], overrides, args.out)
+    for run_dir in run_dirs:
+        print(run_dir)
+    return 0
+
+
+def _profiles() -> int:
+    defaults = TrainConfig().to_dict()
+    for prof in PROFILES.values():
+        print(f"{prof.name}: {prof.description}")
+        print(f"  models: {', '.join(prof.models)}")
+        values = {**defaults, **prof.values}
+        for key in sorted(values):
+            if key in ("profile", "model"):
+                continue
+            mark = "" if key in prof.values else "  (default)"
+            print(f"  {key} = {json.dumps(values[key])}{mark}")
+        print()
+    return 0

@@ -1,0 +1,242 @@
+"""Training configuration, named profiles and command-line style overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import typing
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .errors import ConfigError
+
+#: Number of hidden layers of each named model.
+MODEL_DEPTHS: dict[str, int] = {"mlp3": 2, "mlp5": 4, "mlp7": 6}
+#: Width of each named model's hidden layers, as a multiple of ``base_width``.
+MODEL_WIDTH_FACTORS: dict[str, int] = {"mlp3": 1, "mlp5": 2, "mlp7": 4}
+MODELS: tuple[str, ...] = tuple(MODEL_DEPTHS)
+
+#: Keys that may differ when an existing run directory is resumed: they change
+#: where or how fast a run computes, or how long it goes on, not what it computes.
+RESUME_INSENSITIVE_KEYS: frozenset[str] = frozenset(
+    {"epochs", "device", "data_root", "threads", "eval_batch_size", "checkpoint_every", "progress"}
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines one training run (one model, one seed)."""
+
+    profile: str = "custom"
+    model: str = "mlp3"
+    seed: int = 0
+    noise_seed: int | None = None
+    order_seed: int | None = None
+    subset_seed: int = 0
+    n_train: int | None = None
+    n_test: int | None = None
+    noise_rate: float = 0.3
+    noise_exact_per_class: bool = False
+    base_width: int = 512
+    hidden_widths: tuple[int, ...] | None = None
+    epochs: int = 300
+    batch_size: int = 128
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    precision: str = "fp32"
+    eval_batch_size: int = 4096
+    snapshot_dense_until: int = 10
+    snapshot_per_decade: int = 10
+    probe_per_class: int = 20
+    top_k: int = 8
+    checkpoint_every: int = 1
+    device: str = "auto"
+    threads: int | None = None
+    data_source: str = "auto"
+    data_root: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """Hidden-layer widths of this run's model."""
+        if self.hidden_widths is not None:
+            return tuple(self.hidden_widths)
+        width = self.base_width * MODEL_WIDTH_FACTORS[self.model]
+        return (width,) * MODEL_DEPTHS[self.model]
+
+    @property
+    def resolved_noise_seed(self) -> int:
+        return self.seed if self.noise_seed is None else self.noise_seed
+
+    @property
+    def resolved_order_seed(self) -> int:
+        return self.seed if self.order_seed is None else self.order_seed
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dictionary (tuples become lists)."""
+        out = dataclasses.asdict(self)
+        if out["hidden_widths"] is not None:
+            out["hidden_widths"] = list(out["hidden_widths"])
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown config keys {unknown}; valid keys: {sorted(known)}")
+        return cls(**{k: _coerce_field(k, v) for k, v in values.items()})
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Raise ConfigError with a clear message for any invalid value."""
+    if cfg.model not in MODEL_DEPTHS:
+        raise ConfigError(f"unknown model {cfg.model!r}; valid models: {', '.join(MODELS)}")
+    if not (0.0 <= cfg.noise_rate < 1.0) or math.isnan(cfg.noise_rate):
+        raise ConfigError(f"noise_rate must be in [0, 1), got {cfg.noise_rate}")
+    for name in ("epochs", "batch_size", "base_width", "eval_batch_size", "probe_per_class",
+                 "top_k", "checkpoint_every", "snapshot_per_decade"):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {getattr(cfg, name)}")
+    if cfg.snapshot_dense_until < 0:
+        raise ConfigError(f"snapshot_dense_until must be >= 0, got {cfg.snapshot_dense_until}")
+    for name in ("n_train", "n_test"):
+        value = getattr(cfg, name)
+        if value is not None and value < 10:
+            raise ConfigError(f"{name} must be at least 10 (one image per class) or None, got {value}")
+    if cfg.hidden_widths is not None and (len(cfg.hidden_widths) == 0 or min(cfg.hidden_widths) < 1):
+        raise ConfigError(f"hidden_widths must be a non-empty list of positive ints, got {cfg.hidden_widths}")
+    if not (cfg.lr > 0):
+        raise ConfigError(f"lr must be positive, got {cfg.lr}")
+    if cfg.precision not in ("fp32", "tf32", "bf16"):
+        raise ConfigError(f"precision must be one of fp32, tf32, bf16; got {cfg.precision!r}")
+    if cfg.data_source not in ("auto", "imagefolder", "torchvision"):
+        raise ConfigError(f"data_source must be auto, imagefolder or torchvision; got {cfg.data_source!r}")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named parameter set: which models to train and the config values to use."""
+
+    name: str
+    description: str
+    models: tuple[str, ...]
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def config(self, model: str, seed: int = 0, overrides: dict[str, Any] | None = None) -> TrainConfig:
+        """The resolved configuration of one model and seed of this profile."""
+        values = {**self.values, **(overrides or {})}
+        return TrainConfig.from_dict({**values, "profile": self.name, "model": model, "seed": seed})
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        description="Minutes on two CPU cores: tiny subset, narrow models. Exercises every code path.",
+        models=MODELS,
+        values=dict(n_train=1000, n_test=500, base_width=64, epochs=15, batch_size=64, lr=1e-3,
+                    snapshot_dense_until=4, snapshot_per_decade=6, probe_per_class=8, top_k=4),
+    ),
+    "cpu": Profile(
+        name="cpu",
+        description="About an hour on a laptop CPU: a CIFAR-10 subset that still shows the phases.",
+        models=MODELS,
+        values=dict(n_train=10000, n_test=2000, base_width=256, epochs=100, batch_size=128, lr=1e-4,
+                    snapshot_dense_until=10, snapshot_per_decade=10, probe_per_class=20),
+    ),
+    "paper": Profile(
+        name="paper",
+        description="Full CIFAR-10, 30% noise, widths 512/1024/2048, Adam lr 1e-4, batch 128: a GPU job.",
+        models=MODELS,
+        values=dict(n_train=None, n_test=None, base_width=512, epochs=300, batch_size=128, lr=1e-4,
+                    snapshot_dense_until=10, snapshot_per_decade=10, probe_per_class=50),
+    ),
+}
+
+
+def get_profile(name: str) -> Profile:
+    """Look up a profile by name, with an error listing the valid ones."""
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ConfigError(f"unknown profile {name!r}; valid profiles: {', '.join(PROFILES)}") from None
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """Parse ``key=value`` strings into typed config values (JSON or plain text values)."""
+    out: dict[str, Any] = {}
+    valid = {f.name for f in fields(TrainConfig)}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if key not in valid:
+            raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(sorted(valid))}")
+        out[key] = _coerce_field(key, _parse_value(raw.strip()))
+    return out
+
+
+def _parse_value(raw: str) -> Any:
+    if raw.lower() in ("none", "null"):
+        return None
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        if "," in raw:
+            return [_parse_value(part) for part in raw.split(",")]
+        return raw
+
+
+def _coerce_field(name: str, value: Any) -> Any:
+    """Convert ``value`` to the declared type of TrainConfig field ``name``."""
+    hint = typing.get_type_hints(TrainConfig)[name]
+    if value is None:
+        if type(None) in typing.get_args(hint):
+            return None
+        raise ConfigError(f"{name} may not be None")
+    base = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    target = base[0]
+    try:
+        if typing.get_origin(target) is tuple:
+            seq = value if isinstance(value, (list, tuple)) else [value]
+            return tuple(int(v) for v in seq)
+        if target is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(value)
+                return value.lower() in ("true", "1")
+            return bool(value)
+        if target is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if target is float:
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: cannot read {value!r} as {target}") from None
+
+
+def snapshot_epochs(epochs: int, dense_until: int, per_decade: int) -> list[int]:
+    """Epochs at which activation snapshots are taken.
+
+    Every epoch from 0 (initialisation) to ``dense_until``, then ``per_decade``
+    log-spaced epochs per factor of ten, and always the last epoch.
+    """
+    chosen = set(range(0, min(dense_until, epochs) + 1))
+    k = 0
+    while True:
+        e = int(round(10 ** (k / per_decade)))
+        if e > epochs:
+            break
+        chosen.add(e)
+        k += 1
+    chosen.add(epochs)
+    return sorted(chosen)

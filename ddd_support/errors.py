@@ -1,0 +1,25 @@
+"""Exceptions with messages that say what went wrong and what to do about it."""
+
+
+class DDDError(Exception):
+    """Base class of every error this package raises on bad input or state."""
+
+
+class ConfigError(DDDError, ValueError):
+    """An unknown profile, model or key, or a value out of range."""
+
+
+class DataError(DDDError):
+    """The CIFAR-10 source is missing, malformed or unreadable."""
+
+
+class CheckpointError(DDDError):
+    """No usable checkpoint in a run directory."""
+
+
+class RunDirError(DDDError):
+    """A run directory that belongs to another configuration or is incomplete."""
+
+
+class TrainingDiverged(DDDError):
+    """The training loss became NaN or infinite."""

@@ -1,0 +1,286 @@
+"""The instrumented trainer: Adam + cross-entropy, four-way metrics every epoch, snapshots, resume."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from . import data as data_mod
+from .config import RESUME_INSENSITIVE_KEYS, TrainConfig, snapshot_epochs
+from .errors import RunDirError, TrainingDiverged
+from .evaluation import four_way_metrics
+from .models import MLP, model_from_config
+from .noise import NoisyLabels, symmetric_noise
+from .recording import (METRIC_COLUMNS, SCHEMA_VERSION, atomic_savez, atomic_write_json,
+                        atomic_write_text, config_differences, load_checkpoint, now_iso,
+                        provenance, read_json, run_directory, save_checkpoint)
+from .snapshots import GROUP_TEST, Probe, input_statistics, select_probe, take_snapshot
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then CPU."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@dataclass
+class PreparedData:
+    """One run's data on its device: normalised inputs, labels, noise, probe set."""
+
+    x_train: torch.Tensor
+    x_test: torch.Tensor
+    y_noisy: torch.Tensor
+    y_true: torch.Tensor
+    noisy_mask: torch.Tensor
+    y_test: torch.Tensor
+    labels: NoisyLabels
+    train_indices: np.ndarray
+    test_indices: np.ndarray
+    probe: Probe
+    x_probe: torch.Tensor
+    probe_inputs: dict[str, np.ndarray]
+    mean: np.ndarray
+    std: np.ndarray
+    source: str
+
+
+def prepare_data(cfg: TrainConfig, arrays: data_mod.CifarArrays, device: torch.device) -> PreparedData:
+    """Subset, noise, normalise and move to ``device`` what ``cfg`` asks for."""
+    train_idx = data_mod.stratified_indices(arrays.y_train, cfg.n_train, cfg.subset_seed)
+    test_idx = data_mod.stratified_indices(arrays.y_test, cfg.n_test, cfg.subset_seed + 1)
+    x_train_u8, x_test_u8 = arrays.x_train[train_idx], arrays.x_test[test_idx]
+    y_test = arrays.y_test[test_idx]
+    labels = symmetric_noise(arrays.y_train[train_idx], cfg.noise_rate, cfg.resolved_noise_seed,
+                             exact_per_class=cfg.noise_exact_per_class)
+    mean, std = data_mod.channel_stats(x_train_u8)
+    x_train = data_mod.normalize(data_mod.to_float_tensor(x_train_u8), mean, std)
+    x_test = data_mod.normalize(data_mod.to_float_tensor(x_test_u8), mean, std)
+    probe = select_probe(labels, y_test, cfg.probe_per_class, seed=cfg.resolved_noise_seed)
+    is_test = probe.group == GROUP_TEST
+    probe_u8 = np.where(is_test[:, None, None, None], x_test_u8[np.where(is_test, probe.index, 0)],
+                        x_train_u8[np.where(is_test, 0, probe.index)])
+    x_probe = torch.where(torch.as_tensor(is_test)[:, None], x_test[np.where(is_test, probe.index, 0)],
+                          x_train[np.where(is_test, 0, probe.index)])
+    as_long = lambda a: torch.as_tensor(a, dtype=torch.long, device=device)  # noqa: E731
+    return PreparedData(
+        x_train=x_train.to(device), x_test=x_test.to(device),
+        y_noisy=as_long(labels.noisy), y_true=as_long(labels.original),
+        noisy_mask=torch.as_tensor(labels.mask, device=device), y_test=as_long(y_test),
+        labels=labels, train_indices=train_idx, test_indices=test_idx, probe=probe,
+        x_probe=x_probe.to(device), probe_inputs=input_statistics(probe_u8),
+        mean=mean, std=std, source=arrays.source,
+    )
+
+
+def batch_order(n: int, order_seed: int, epoch: int) -> torch.Tensor:
+    """The permutation of epoch ``epoch``: a function of (seed, epoch) alone, so resume needs no RNG state."""
+    gen = torch.Generator().manual_seed(order_seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=gen)
+
+
+def make_optimizer(model: MLP, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """Adam; fused kernels on CUDA, multi-tensor (foreach) elsewhere."""
+    kwargs = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **kwargs)
+
+
+def train_one_epoch(model: MLP, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                    order: torch.Tensor, batch_size: int, autocast_dtype: torch.dtype | None) -> float:
+    """One pass over ``x`` in the given order; returns the mean mini-batch loss (one sync)."""
+    model.train()
+    order = order.to(x.device, non_blocking=True)
+    total = torch.zeros((), device=x.device)
+    n_batches = 0
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        with torch.autocast(x.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += loss.detach().float()
+        n_batches += 1
+    return total.item() / max(n_batches, 1)
+
+
+def train(cfg: TrainConfig, out: str | os.PathLike = "runs",
+          arrays: data_mod.CifarArrays | None = None) -> Path:
+    """Train one model/seed into its run directory, resuming it if it exists; returns the directory."""
+    run_dir = run_directory(out, cfg.profile, cfg.model, cfg.seed)
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.precision == "tf32":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    state = _open_run_dir(run_dir, cfg, device)
+    if state.get("status") == "complete" and state.get("epochs_done", -1) >= cfg.epochs:
+        _log(cfg, f"{run_dir}: already complete ({state['epochs_done']} epochs), nothing to do")
+        return run_dir
+    if arrays is None:
+        arrays = data_mod.load_cifar10(cfg.data_root, cfg.data_source, progress=cfg.progress)
+    prepared = prepare_data(cfg, arrays, device)
+    _write_static_files(run_dir, prepared)
+    model = model_from_config(cfg).to(device)
+    opt = make_optimizer(model, cfg, device)
+    autocast_dtype = torch.bfloat16 if cfg.precision == "bf16" else None
+    schedule = snapshot_epochs(cfg.epochs, cfg.snapshot_dense_until, cfg.snapshot_per_decade)
+
+    checkpoint = load_checkpoint(run_dir, map_location=str(device))
+    metrics = _read_metrics(run_dir)
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        opt.load_state_dict(checkpoint["optimizer"])
+        start = int(checkpoint["epoch"])
+        metrics = metrics[metrics["epoch"] <= start]
+        if len(metrics) != start + 1:
+            raise RunDirError(f"{run_dir}/metrics.csv lacks epochs before the checkpoint (epoch {start}); "
+                              f"delete {run_dir} to start this run again")
+        _log(cfg, f"{run_dir}: resuming after epoch {start}")
+    else:
+        start = 0
+        metrics = metrics.iloc[0:0]
+        rows = [_evaluate(model, prepared, cfg, epoch=0, train_loss=float("nan"), train_seconds=0.0)]
+        metrics = pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
+        _snapshot(run_dir, model, prepared, cfg, 0)
+        _write_metrics(run_dir, metrics)
+    _remove_snapshots_after(run_dir, start)
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(start + 1, cfg.epochs + 1), desc=f"{cfg.model} seed {cfg.seed}", unit="epoch",
+               initial=start, total=cfg.epochs, disable=not cfg.progress)
+    rows = metrics.to_dict("records")
+    for epoch in bar:
+        t0 = time.perf_counter()
+        order = batch_order(len(prepared.x_train), cfg.resolved_order_seed, epoch)
+        train_loss = train_one_epoch(model, opt, prepared.x_train, prepared.y_noisy, order,
+                                     cfg.batch_size, autocast_dtype)
+        if not math.isfinite(train_loss):
+            raise TrainingDiverged(
+                f"{cfg.model} seed {cfg.seed}: training loss is {train_loss} at epoch {epoch}. "
+                f"Lower lr (now {cfg.lr}) or use precision=fp32; epochs up to the last checkpoint "
+                f"stay recorded in {run_dir}")
+        row = _evaluate(model, prepared, cfg, epoch, train_loss, time.perf_counter() - t0)
+        rows.append(row)
+        if epoch in schedule:
+            _snapshot(run_dir, model, prepared, cfg, epoch)
+        _write_metrics(run_dir, pd.DataFrame(rows, columns=list(METRIC_COLUMNS)))
+        if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
+            save_checkpoint(run_dir, {"model": model.state_dict(), "optimizer": opt.state_dict()}, epoch)
+        bar.set_postfix(test_acc=f"{row['test_acc']:.3f}", noisy_acc=f"{row['noisy_acc']:.3f}")
+    bar.close()
+    _finish(run_dir, cfg, state)
+    return run_dir
+
+
+def _log(cfg: TrainConfig, message: str) -> None:
+    if cfg.progress:
+        print(message, flush=True)
+
+
+def _evaluate(model: MLP, d: PreparedData, cfg: TrainConfig, epoch: int, train_loss: float,
+              train_seconds: float) -> dict[str, float]:
+    t0 = time.perf_counter()
+    m = four_way_metrics(model, d.x_train, d.y_noisy, d.y_true, d.noisy_mask, d.x_test, d.y_test,
+                         cfg.eval_batch_size)
+    return {"epoch": epoch, **m, "train_loss": train_loss, "train_seconds": train_seconds,
+            "eval_seconds": time.perf_counter() - t0}
+
+
+def _snapshot(run_dir: Path, model: MLP, d: PreparedData, cfg: TrainConfig, epoch: int) -> None:
+    arrays = take_snapshot(model, d.x_probe, d.probe, cfg.top_k)
+    atomic_savez(run_dir / "snapshots" / f"epoch_{epoch:05d}.npz", epoch=np.int64(epoch), **arrays)
+
+
+def _remove_snapshots_after(run_dir: Path, epoch: int) -> None:
+    for f in (run_dir / "snapshots").glob("epoch_*.npz"):
+        if int(f.stem.split("_")[1]) > epoch:
+            f.unlink()
+
+
+def _read_metrics(run_dir: Path) -> pd.DataFrame:
+    path = run_dir / "metrics.csv"
+    if not path.exists():
+        return pd.DataFrame(columns=list(METRIC_COLUMNS))
+    return pd.read_csv(path)
+
+
+def _write_metrics(run_dir: Path, metrics: pd.DataFrame) -> None:
+    atomic_write_text(run_dir / "metrics.csv", metrics.to_csv(index=False, float_format="%.17g"))
+
+
+def _open_run_dir(run_dir: Path, cfg: TrainConfig, device: torch.device) -> dict:
+    """Create the run directory, or check that an existing one holds this same configuration."""
+    path = run_dir / "config.json"
+    wanted = cfg.to_dict()
+    if path.exists():
+        state = read_json(path)
+        if state.get("schema_version") != SCHEMA_VERSION:
+            raise RunDirError(f"{path} has schema {state.get('schema_version')}, expected {SCHEMA_VERSION}")
+        diff = config_differences(state["config"], wanted, RESUME_INSENSITIVE_KEYS)
+        if diff:
+            listed = "; ".join(f"{k}: recorded {a!r}, requested {b!r}" for k, (a, b) in diff.items())
+            raise RunDirError(f"{run_dir} holds a run with another configuration ({listed}). "
+                              "Use another --out or seed, or delete that directory to replace it.")
+        if state.get("epochs_done", 0) >= cfg.epochs and state.get("status") == "complete":
+            return state
+        state["config"] = wanted
+        state["status"] = "running"
+        state["provenance"] = {**state["provenance"], **provenance(str(device)),
+                               "start_time": state["provenance"].get("start_time")}
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        state = {"schema_version": SCHEMA_VERSION, "config": wanted, "status": "running",
+                 "epochs_done": 0,
+                 "provenance": {**provenance(str(device)), "start_time": now_iso(), "end_time": None}}
+    state["snapshot_epochs"] = snapshot_epochs(cfg.epochs, cfg.snapshot_dense_until, cfg.snapshot_per_decade)
+    atomic_write_json(path, state)
+    return state
+
+
+def _write_static_files(run_dir: Path, d: PreparedData) -> None:
+    """labels.npz and probe.npz: written once, verified on resume."""
+    labels = {"train_indices": d.train_indices, "test_indices": d.test_indices,
+              "original": d.labels.original, "noisy": d.labels.noisy, "noisy_mask": d.labels.mask}
+    probe = {**d.probe.as_arrays(), **d.probe_inputs}
+    for name, arrays in (("labels.npz", labels), ("probe.npz", probe)):
+        path = run_dir / name
+        if path.exists():
+            with np.load(path) as z:
+                same = set(z.files) == set(arrays) and all(np.array_equal(z[k], v) for k, v in arrays.items())
+            if not same:
+                raise RunDirError(f"{path} differs from what this configuration produces; "
+                                  f"delete {run_dir} to start this run again")
+        else:
+            atomic_savez(path, **arrays)
+    config_path = run_dir / "config.json"
+    state = read_json(config_path)
+    state["normalization"] = {"mean": d.mean.tolist(), "std": d.std.tolist()}
+    state["provenance"]["data_source"] = d.source
+    atomic_write_json(config_path, state)
+
+
+def _finish(run_dir: Path, cfg: TrainConfig, state: dict) -> None:
+    path = run_dir / "config.json"
+    state = read_json(path)
+    metrics = _read_metrics(run_dir)
+    state.update(status="complete", epochs_done=int(metrics["epoch"].max()))
+    state["provenance"]["end_time"] = now_iso()
+    state["provenance"]["train_seconds_total"] = float(metrics["train_seconds"].sum())
+    state["provenance"]["eval_seconds_total"] = float(metrics["eval_seconds"].sum())
+    atomic_write_json(path, state)
+
