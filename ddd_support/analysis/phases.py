@@ -1,0 +1,230 @@
+"""The phases of epoch-wise double descent, located on the four-way metric curves.
+
+Smoothing. Recorded curves are noisy, and the events happen on a logarithmic time scale
+(an early test peak within a few epochs, re-generalisation after hundreds). Every curve is
+therefore smoothed by a centred running *median* whose half-width grows with the epoch:
+at epoch ``e`` the window spans ``e ± smooth_window * e`` (constant width in log-epoch; with
+the default 0.1, no smoothing before epoch 10, ±1 epoch at 10, ±10 at 100). A median leaves
+monotone stretches unchanged and removes isolated spikes. Events are *located* on the
+smoothed curve, then each extremum is moved to the recorded extremum inside its smoothing
+window; reported accuracies and losses are the recorded (unsmoothed) values at those epochs,
+while the decisions (is there a dip? does it re-generalise?) use the smoothed curve.
+
+Events (None where an event does not occur within the recorded epochs):
+
+* ``clean_fit_epoch``: first epoch with clean-train accuracy >= ``clean_fit_fraction``.
+* ``noisy_fit_start_epoch``: after the minimum of the noisy-label accuracy, the first epoch
+  at which it has climbed ``noisy_start`` of the way from that minimum to 1.
+* ``noisy_fit_end_epoch``: first epoch with noisy-label accuracy >= ``noisy_fit_fraction``.
+* ``test_peak_epoch``: first local maximum of test accuracy followed by a drop of at least
+  ``min_drop`` (its topographic prominence, ``scipy.signal.find_peaks``);
+  ``test_dip_epoch``: the lowest test accuracy between that peak and the next time the
+  curve climbs back above the peak (or the last epoch).
+* ``regen_gain``: highest smoothed test accuracy after the dip minus the smoothed dip;
+  ``regeneralizes`` when the gain is at least ``regen_min_gain``; ``regen_epoch``: where
+  that highest accuracy after the dip is reached.
+* Test loss: ``test_loss_min_epoch`` the first local minimum with a later rise of at least
+  ``loss_min_change``; ``test_loss_peak_epoch`` the highest loss after it;
+  ``test_loss_second_descent`` when the loss falls by at least ``loss_min_change`` after
+  that peak.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import pandas as pd
+from scipy.signal import find_peaks
+
+from ..recording import SPLITS
+
+if TYPE_CHECKING:
+    from .rundata import RunData
+
+
+@dataclass(frozen=True)
+class Phases:
+    """Epochs and values of the double-descent events of one run (None where absent)."""
+
+    clean_fit_epoch: int | None
+    noisy_fit_start_epoch: int | None
+    noisy_fit_end_epoch: int | None
+    noisy_true_peak_epoch: int | None
+    noisy_true_peak_acc: float | None
+    test_peak_epoch: int | None
+    test_peak_acc: float | None
+    test_dip_epoch: int | None
+    test_dip_acc: float | None
+    regeneralizes: bool
+    regen_epoch: int | None
+    regen_acc: float | None
+    regen_gain: float | None
+    final_test_acc: float
+    best_test_epoch: int
+    best_test_acc: float
+    test_loss_min_epoch: int | None
+    test_loss_min: float | None
+    test_loss_peak_epoch: int | None
+    test_loss_peak: float | None
+    test_loss_second_descent: bool
+    test_loss_final: float
+    last_epoch: int
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+PHASE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Phases))
+
+
+def smooth_curve(epochs: np.ndarray, values: np.ndarray, smooth_window: float = 0.1) -> np.ndarray:
+    """Centred running median over epochs ``e ± smooth_window * e`` (NaNs ignored)."""
+    epochs = np.asarray(epochs, dtype=float)
+    values = np.asarray(values, dtype=float)
+    if smooth_window <= 0:
+        return values.copy()
+    half = smooth_window * epochs
+    lo = np.searchsorted(epochs, epochs - half, side="left")
+    hi = np.searchsorted(epochs, epochs + half, side="right")
+    out = np.empty_like(values)
+    for i, (a, b) in enumerate(zip(lo, hi)):
+        window = values[a:b]
+        out[i] = np.nanmedian(window) if np.isfinite(window).any() else np.nan
+    return out
+
+
+def detect_phases(metrics: pd.DataFrame, clean_fit_fraction: float = 0.99,
+                  noisy_start: float = 0.1, noisy_fit_fraction: float = 0.99,
+                  smooth_window: float = 0.1, min_drop: float = 0.01,
+                  regen_min_gain: float = 0.01, loss_min_change: float = 0.05) -> Phases:
+    """Locate the double-descent events in one run's metrics (definitions in the module docstring).
+
+    Accuracies are fractions in [0, 1]; losses are mean cross-entropies in nats.
+    """
+    m = metrics.sort_values("epoch")
+    epochs = m["epoch"].to_numpy(dtype=int)
+    if len(epochs) == 0:
+        raise ValueError("metrics has no rows")
+    smooth = {c: smooth_curve(epochs, m[c].to_numpy(dtype=float), smooth_window)
+              for c in ("clean_acc", "noisy_acc", "noisy_true_acc", "test_acc", "test_loss")}
+    raw = {c: m[c].to_numpy(dtype=float) for c in smooth}
+    window = (epochs, smooth_window)
+
+    noisy = smooth["noisy_acc"]
+    start = None
+    if np.isfinite(noisy).any():  # no noisy split when noise_rate is 0
+        i_min = int(np.nanargmin(noisy))
+        start = _first_at_least(noisy, noisy[i_min] + noisy_start * (1.0 - noisy[i_min]), after=i_min)
+
+    test = smooth["test_acc"]
+    peak = dip = regen = None
+    regen_gain = None
+    peaks, props = find_peaks(np.nan_to_num(test, nan=-np.inf), prominence=min_drop)
+    if len(peaks):
+        p, right_base = int(peaks[0]), int(props["right_bases"][0])
+        d = p + int(np.nanargmin(test[p:right_base + 1]))
+        peak = _refine(raw["test_acc"], p, *window, np.argmax)
+        dip = _refine(raw["test_acc"], d, *window, np.argmin)
+        if d < len(test) - 1:
+            r = d + int(np.nanargmax(test[d:]))
+            regen_gain = float(test[r] - test[d])
+            if regen_gain >= regen_min_gain:
+                regen = _refine(raw["test_acc"], r, *window, np.argmax)
+        else:
+            regen_gain = 0.0
+
+    loss = smooth["test_loss"]
+    loss_min = loss_peak = None
+    second_descent = False
+    minima, lprops = find_peaks(np.nan_to_num(-loss, nan=-np.inf), prominence=loss_min_change)
+    if len(minima):
+        lm = int(minima[0])
+        lp = lm + int(np.nanargmax(loss[lm:]))
+        loss_min = _refine(raw["test_loss"], lm, *window, np.argmin)
+        loss_peak = _refine(raw["test_loss"], lp, *window, np.argmax)
+        second_descent = bool(lp < len(loss) - 1 and loss[lp] - np.nanmin(loss[lp:]) >= loss_min_change)
+
+    i_true = (_refine(raw["noisy_true_acc"], int(np.nanargmax(smooth["noisy_true_acc"])), *window, np.argmax)
+              if np.isfinite(smooth["noisy_true_acc"]).any() else None)
+    i_best = int(np.nanargmax(raw["test_acc"]))
+    at = lambda i, c: None if i is None else float(raw[c][i])  # noqa: E731
+    ep = lambda i: None if i is None else int(epochs[i])  # noqa: E731
+    return Phases(
+        clean_fit_epoch=ep(_first_at_least(smooth["clean_acc"], clean_fit_fraction)),
+        noisy_fit_start_epoch=ep(start),
+        noisy_fit_end_epoch=ep(_first_at_least(noisy, noisy_fit_fraction)),
+        noisy_true_peak_epoch=ep(i_true), noisy_true_peak_acc=at(i_true, "noisy_true_acc"),
+        test_peak_epoch=ep(peak), test_peak_acc=at(peak, "test_acc"),
+        test_dip_epoch=ep(dip), test_dip_acc=at(dip, "test_acc"),
+        regeneralizes=regen is not None, regen_epoch=ep(regen), regen_acc=at(regen, "test_acc"),
+        regen_gain=regen_gain,
+        final_test_acc=float(raw["test_acc"][-1]),
+        best_test_epoch=int(epochs[i_best]), best_test_acc=float(raw["test_acc"][i_best]),
+        test_loss_min_epoch=ep(loss_min), test_loss_min=at(loss_min, "test_loss"),
+        test_loss_peak_epoch=ep(loss_peak), test_loss_peak=at(loss_peak, "test_loss"),
+        test_loss_second_descent=second_descent,
+        test_loss_final=float(raw["test_loss"][-1]),
+        last_epoch=int(epochs[-1]),
+    )
+
+
+def phase_table(runs: list["RunData"], **thresholds: float) -> pd.DataFrame:
+    """One row per run: model, seed and every ``Phases`` field (thresholds go to ``detect_phases``)."""
+    rows = [{"model": r.model, "seed": r.seed, **detect_phases(r.metrics, **thresholds).as_dict()}
+            for r in runs]
+    return pd.DataFrame(rows, columns=["model", "seed", *PHASE_FIELDS])
+
+
+def mean_metrics(runs: list["RunData"]) -> pd.DataFrame:
+    """Seed-averaged metrics: the mean of every numeric column per epoch (epochs all runs share)."""
+    if not runs:
+        raise ValueError("no runs given")
+    frames = pd.concat([r.metrics.assign(_run=i) for i, r in enumerate(runs)])
+    counts = frames.groupby("epoch")["_run"].nunique()
+    shared = counts.index[counts == len(runs)]
+    mean = frames[frames["epoch"].isin(shared)].drop(columns="_run").groupby("epoch").mean()
+    return mean.reset_index()
+
+
+def mean_band(runs: list["RunData"], column: str,
+              band: Literal["minmax", "std"] = "minmax") -> pd.DataFrame:
+    """Across seeds, per epoch: ``mean`` and a band ``low``/``high`` (min-max or mean ± std), ``n`` seeds."""
+    if not runs:
+        raise ValueError("no runs given")
+    if column not in runs[0].metrics.columns:
+        raise KeyError(f"no metrics column {column!r}; columns: {list(runs[0].metrics.columns)}")
+    values = pd.concat([r.metrics.set_index("epoch")[column].rename(i) for i, r in enumerate(runs)], axis=1)
+    mean = values.mean(axis=1)
+    if band == "minmax":
+        low, high = values.min(axis=1), values.max(axis=1)
+    elif band == "std":
+        std = values.std(axis=1, ddof=1).fillna(0.0)
+        low, high = mean - std, mean + std
+    else:
+        raise ValueError(f"band must be 'minmax' or 'std', got {band!r}")
+    out = pd.DataFrame({"mean": mean, "low": low, "high": high, "n": values.count(axis=1)})
+    return out.rename_axis("epoch").reset_index()
+
+
+def split_columns(metric: str = "acc") -> list[str]:
+    """The four split columns of ``metric`` ("acc" or "loss"), in the order clean, noisy, noisy_true, test."""
+    return [f"{s}_{metric}" for s in SPLITS]
+
+
+def _first_at_least(values: np.ndarray, level: float, after: int = 0) -> int | None:
+    hits = np.flatnonzero(values[after:] >= level)
+    return int(after + hits[0]) if len(hits) else None
+
+
+def _refine(values: np.ndarray, i: int, epochs: np.ndarray, smooth_window: float, pick) -> int:
+    """Move index ``i`` to the ``pick`` (argmax/argmin) of ``values`` within its smoothing window."""
+    half = smooth_window * epochs[i]
+    lo = int(np.searchsorted(epochs, epochs[i] - half, side="left"))
+    hi = int(np.searchsorted(epochs, epochs[i] + half, side="right"))
+    window = np.where(np.isfinite(values[lo:hi]), values[lo:hi], np.nan)
+    if not np.isfinite(window).any():
+        return i
+    filled = np.nan_to_num(window, nan=-np.inf if pick is np.argmax else np.inf)
+    return lo + int(pick(filled))

@@ -1,0 +1,190 @@
+"""Load a run directory (schema in ``ddd_support.recording``) into one validated object."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from ..config import MODEL_DEPTHS, MODEL_WIDTH_FACTORS, MODELS
+from ..errors import RunDirError
+from ..recording import METRIC_COLUMNS, SCHEMA_VERSION, read_json
+
+SNAPSHOT_DIR = "snapshots"
+
+
+@dataclass
+class RunData:
+    """One run: its configuration, provenance, per-epoch metrics, probe set, labels and snapshots."""
+
+    path: Path
+    config: dict[str, Any]
+    provenance: dict[str, Any]
+    metrics: pd.DataFrame
+    snapshot_epochs: list[int]
+    probe: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+    status: str = "complete"
+    _cache: dict[int, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+
+    @property
+    def model(self) -> str:
+        """Model name (mlp3, mlp5 or mlp7)."""
+        return str(self.config["model"])
+
+    @property
+    def seed(self) -> int:
+        return int(self.config["seed"])
+
+    @property
+    def profile(self) -> str:
+        return str(self.config.get("profile", "custom"))
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """Hidden-layer widths."""
+        if self.config.get("hidden_widths"):
+            return tuple(int(w) for w in self.config["hidden_widths"])
+        width = int(self.config["base_width"]) * MODEL_WIDTH_FACTORS[self.model]
+        return (width,) * MODEL_DEPTHS[self.model]
+
+    @property
+    def n_layers(self) -> int:
+        """Number of hidden layers."""
+        return len(self.widths)
+
+    @property
+    def name(self) -> str:
+        """Short label such as ``mlp7 seed 0``."""
+        return f"{self.model} seed {self.seed}"
+
+    def snapshot(self, epoch: int) -> dict[str, np.ndarray]:
+        """All arrays of the snapshot taken after ``epoch`` (cached after the first read)."""
+        epoch = int(epoch)
+        if epoch not in self.snapshot_epochs:
+            raise RunDirError(f"{self.path} has no snapshot of epoch {epoch}; "
+                              f"snapshots exist for epochs {self.snapshot_epochs}")
+        if epoch not in self._cache:
+            path = self.path / SNAPSHOT_DIR / f"epoch_{epoch:05d}.npz"
+            self._cache[epoch] = _read_npz(path)
+        return self._cache[epoch]
+
+    @property
+    def last_snapshot_epoch(self) -> int:
+        return self.snapshot_epochs[-1]
+
+
+def load_run(run_dir: str | os.PathLike) -> RunData:
+    """Read and validate a run directory; a RunDirError names whatever is missing."""
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise RunDirError(f"{path} is not a directory; expected a run directory such as runs/smoke/mlp7/seed0")
+    config_path = path / "config.json"
+    if not config_path.exists():
+        raise RunDirError(f"{path} has no config.json, so it is not a run directory "
+                          "(expected config.json, metrics.csv, probe.npz, labels.npz and snapshots/)")
+    state = read_json(config_path)
+    if state.get("schema_version") != SCHEMA_VERSION:
+        raise RunDirError(f"{config_path} has schema_version {state.get('schema_version')!r}; this "
+                          f"package reads schema {SCHEMA_VERSION}. Re-run training with this version.")
+    for key in ("config", "provenance"):
+        if key not in state:
+            raise RunDirError(f"{config_path} lacks the {key!r} entry")
+    metrics = _read_metrics(path, state)
+    return RunData(
+        path=path, config=state["config"], provenance=state["provenance"], metrics=metrics,
+        snapshot_epochs=_snapshot_epochs(path, int(metrics["epoch"].max())),
+        probe=_read_npz(path / "probe.npz"), labels=_read_npz(path / "labels.npz"),
+        status=str(state.get("status", "unknown")),
+    )
+
+
+def load_runs(paths: Iterable[str | os.PathLike]) -> list[RunData]:
+    """``load_run`` of each path, in order."""
+    return [load_run(p) for p in paths]
+
+
+def find_runs(root: str | os.PathLike, profile: str | None = None,
+              model: str | None = None) -> list[Path]:
+    """Run directories under ``root`` (any depth, e.g. root/profile/model/seedN), sorted by model and seed."""
+    root = Path(root)
+    if not root.is_dir():
+        raise RunDirError(f"{root} is not a directory")
+    found = []
+    for config_path in root.rglob("config.json"):
+        cfg = read_json(config_path).get("config", {})
+        if profile is not None and cfg.get("profile") != profile:
+            continue
+        if model is not None and cfg.get("model") != model:
+            continue
+        order = MODELS.index(cfg["model"]) if cfg.get("model") in MODELS else len(MODELS)
+        found.append((str(cfg.get("profile")), order, int(cfg.get("seed", 0)), config_path.parent))
+    return [entry[-1] for entry in sorted(found, key=lambda e: e[:3] + (str(e[3]),))]
+
+
+def noise_transition(labels: dict[str, np.ndarray], n_classes: int = 10) -> np.ndarray:
+    """(n_classes, n_classes) counts of training samples: row = original label, column = noisy label."""
+    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(labels["original"]), np.asarray(labels["noisy"])), 1)
+    return matrix
+
+
+def _read_metrics(path: Path, state: dict[str, Any]) -> pd.DataFrame:
+    file = path / "metrics.csv"
+    if not file.exists():
+        raise RunDirError(f"{path} has no metrics.csv; the run never finished its first evaluation")
+    try:
+        metrics = pd.read_csv(file)
+    except (OSError, ValueError) as exc:
+        raise RunDirError(f"cannot read {file}: {exc}") from None
+    missing = [c for c in METRIC_COLUMNS if c not in metrics.columns]
+    if missing:
+        raise RunDirError(f"{file} lacks the columns {missing}")
+    if metrics.empty:
+        raise RunDirError(f"{file} has no rows")
+    epochs = metrics["epoch"].to_numpy()
+    last = int(epochs.max())
+    if state.get("status") == "complete":
+        last = max(last, int(state.get("epochs_done", last)))
+    gaps = sorted(set(range(last + 1)) - set(int(e) for e in epochs))
+    if gaps:
+        raise RunDirError(f"{file} is missing epochs {_ranges(gaps)} of 0..{last}")
+    if len(epochs) != len(set(epochs.tolist())):
+        raise RunDirError(f"{file} lists some epochs more than once")
+    return metrics.sort_values("epoch", ignore_index=True)
+
+
+def _snapshot_epochs(path: Path, last_epoch: int) -> list[int]:
+    folder = path / SNAPSHOT_DIR
+    epochs = sorted(int(f.stem.split("_")[1]) for f in folder.glob("epoch_*.npz")
+                    if f.stem.split("_")[1].isdigit()) if folder.is_dir() else []
+    epochs = [e for e in epochs if e <= last_epoch]
+    if not epochs:
+        raise RunDirError(f"{path} has no activation snapshots ({SNAPSHOT_DIR}/epoch_EEEEE.npz); "
+                          "the snapshot analyses need at least one")
+    return epochs
+
+
+def _read_npz(file: Path) -> dict[str, np.ndarray]:
+    if not file.exists():
+        raise RunDirError(f"{file.parent} has no {file.name}")
+    try:
+        with np.load(file) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise RunDirError(f"cannot read {file}: {exc}") from None
+
+
+def _ranges(values: list[int]) -> str:
+    """[1, 2, 3, 7] -> '1-3, 7'."""
+    parts, start = [], values[0]
+    for prev, cur in zip(values, values[1:] + [None]):
+        if cur != prev + 1:
+            parts.append(str(start) if start == prev else f"{start}-{prev}")
+            start = cur
+    return ", ".join(parts)

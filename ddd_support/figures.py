@@ -1,0 +1,340 @@
+"""Figures of the book: one function per analysis, each returning a matplotlib Figure.
+
+One style everywhere: the Okabe-Ito colour-blind-safe palette, the four splits always named
+by ``SPLIT_LABELS`` and drawn in ``SPLIT_COLORS`` / ``SPLIT_STYLES``, epoch axes on a
+symmetric-log scale (linear between 0 and 1, so the initialised model at epoch 0 stays
+visible), widths at most 10 inches. Figures are made through pyplot, so a notebook shows
+one at the end of its cell; assign the result (``fig = plot_...``) to avoid a second copy,
+and ``plt.close(fig)`` when saving many.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator, PercentFormatter
+
+from .analysis.large_activation import REFERENCE_NAMES
+from .data import CLASSES
+from .recording import SPLITS
+
+if TYPE_CHECKING:
+    from .analysis.phases import Phases
+    from .analysis.rundata import RunData
+
+#: Okabe & Ito (2008) colour-blind-safe palette.
+OKABE_ITO: dict[str, str] = {
+    "black": "#000000", "orange": "#E69F00", "sky blue": "#56B4E9", "bluish green": "#009E73",
+    "yellow": "#F0E442", "blue": "#0072B2", "vermillion": "#D55E00", "reddish purple": "#CC79A7",
+}
+SPLIT_LABELS: dict[str, str] = {
+    "clean": "clean train", "noisy": "noisy train (noisy labels)",
+    "noisy_true": "noisy train (true labels)", "test": "test",
+}
+SPLIT_COLORS: dict[str, str] = {
+    "clean": OKABE_ITO["blue"], "noisy": OKABE_ITO["vermillion"],
+    "noisy_true": OKABE_ITO["reddish purple"], "test": OKABE_ITO["black"],
+}
+SPLIT_STYLES: dict[str, str] = {"clean": "-", "noisy": "-", "noisy_true": "--", "test": "-"}
+KIND_COLORS: dict[str, str] = {"input": OKABE_ITO["blue"], "output": OKABE_ITO["vermillion"]}
+PHASE_SHADE = "#DDDDDD"
+LAYER_CMAP = "viridis"
+MAX_WIDTH = 10.0
+STYLE: dict[str, Any] = {
+    "figure.dpi": 110, "savefig.dpi": 150, "savefig.bbox": "tight",
+    "font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9,
+    "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
+    "grid.alpha": 0.3, "lines.linewidth": 1.8,
+}
+EPOCH_LABEL = "epoch (log scale; 0 = initialisation)"
+
+
+def styled(func: Callable[..., Figure]) -> Callable[..., Figure]:
+    """Run a figure function inside the package style."""
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Figure:
+        with plt.rc_context(STYLE):
+            return func(*args, **kwargs)
+    return wrapper
+
+
+def epoch_axis(ax: plt.Axes, last_epoch: float | None = None, label: str = EPOCH_LABEL) -> None:
+    """Symmetric-log epoch axis: linear on [0, 1], logarithmic beyond, ticks at 1-2-5 steps."""
+    ax.set_xscale("symlog", linthresh=1.0, linscale=0.5)
+    last = last_epoch if last_epoch is not None else ax.get_xlim()[1]
+    ticks = [0] + [m * 10 ** k for k in range(0, 7) for m in (1, 2, 5) if m * 10 ** k <= last * 1.05]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlim(0, last)
+    ax.set_xlabel(label)
+
+
+def outside_legend(ax: plt.Axes, **kwargs: Any) -> None:
+    """Legend to the right of the axes, so it never hides a curve."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, borderaxespad=0, **kwargs)
+
+
+def layer_colors(n_layers: int) -> list[tuple[float, ...]]:
+    """One colour per hidden layer, shallow (dark) to deep (light)."""
+    cmap = plt.get_cmap(LAYER_CMAP)
+    return [cmap(x) for x in np.linspace(0.0, 0.85, max(n_layers, 1))]
+
+
+# --------------------------------------------------------------------------- four-way curves
+@styled
+def plot_four_way(runs_or_metrics: "pd.DataFrame | RunData | Sequence[RunData]",
+                  phases: "Phases | None" = None, metric: str = "acc",
+                  title: str | None = None) -> Figure:
+    """Accuracy or loss of the four splits per epoch; several runs give a mean line and a min-max band."""
+    if metric not in ("acc", "loss"):
+        raise ValueError(f"metric must be 'acc' or 'loss', got {metric!r}")
+    frames, name = _metric_frames(runs_or_metrics)
+    fig, ax = plt.subplots(layout="constrained", figsize=(7, 4.2))
+    last_epoch = max(float(f["epoch"].max()) for f in frames)
+    for split in SPLITS:
+        col = f"{split}_{metric}"
+        values = pd.concat([f.set_index("epoch")[col].rename(i) for i, f in enumerate(frames)], axis=1)
+        mean = values.mean(axis=1)
+        ax.plot(mean.index, mean.to_numpy(), color=SPLIT_COLORS[split], ls=SPLIT_STYLES[split],
+                label=SPLIT_LABELS[split])
+        if len(frames) > 1:
+            ax.fill_between(mean.index, values.min(axis=1), values.max(axis=1),
+                            color=SPLIT_COLORS[split], alpha=0.18, lw=0)
+    epoch_axis(ax, last_epoch)
+    if metric == "acc":
+        ax.set_ylabel("accuracy")
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+        ax.set_ylim(0, 1.02)
+    else:
+        ax.set_ylabel("cross-entropy loss (nats)")
+    if phases is not None:
+        _mark_phases(ax, phases, metric)
+    seeds = f" (mean and range of {len(frames)} seeds)" if len(frames) > 1 else ""
+    ax.set_title(title or f"{name}{seeds}:\n{_four_way_finding(phases, metric)}")
+    outside_legend(ax)
+    return fig
+
+
+def _metric_frames(obj: Any) -> tuple[list[pd.DataFrame], str]:
+    if isinstance(obj, pd.DataFrame):
+        return [obj], "Run"
+    runs = [obj] if hasattr(obj, "metrics") else list(obj)
+    if not runs:
+        raise ValueError("no runs given")
+    models = sorted({r.model.upper() for r in runs})
+    return [r.metrics for r in runs], " / ".join(models)
+
+
+def _mark_phases(ax: plt.Axes, ph: "Phases", metric: str) -> None:
+    if ph.noisy_fit_start_epoch is not None:
+        end = ph.noisy_fit_end_epoch if ph.noisy_fit_end_epoch is not None else ph.last_epoch
+        ax.axvspan(ph.noisy_fit_start_epoch, end, color=PHASE_SHADE, alpha=0.6, lw=0,
+                   label="fitting the noisy labels", zorder=0)
+    marks = ([("test peak", ph.test_peak_epoch), ("test dip", ph.test_dip_epoch),
+              ("re-generalised", ph.regen_epoch)] if metric == "acc"
+             else [("test-loss minimum", ph.test_loss_min_epoch), ("test-loss peak", ph.test_loss_peak_epoch)])
+    styles = [":", "--", "-."]
+    for (label, epoch), ls in zip(marks, styles):
+        if epoch is not None:
+            ax.axvline(epoch, color=OKABE_ITO["bluish green"], ls=ls, lw=1.2, label=f"{label} (epoch {epoch})")
+
+
+def _four_way_finding(ph: "Phases | None", metric: str) -> str:
+    if ph is None:
+        return "four-way accuracy" if metric == "acc" else "four-way loss"
+    if metric == "loss":
+        if ph.test_loss_peak_epoch is None:
+            return f"test loss ends at {ph.test_loss_final:.2f}"
+        tail = "then descends again" if ph.test_loss_second_descent else "and stays high"
+        return f"test loss peaks at epoch {ph.test_loss_peak_epoch} ({ph.test_loss_peak:.2f}) {tail}"
+    if ph.test_peak_epoch is None:
+        return f"no early test peak; final test accuracy {ph.final_test_acc:.1%}"
+    text = (f"test accuracy peaks at epoch {ph.test_peak_epoch} ({ph.test_peak_acc:.1%}), "
+            f"dips to {ph.test_dip_acc:.1%} at epoch {ph.test_dip_epoch}")
+    if ph.regeneralizes:
+        return f"{text}, recovers to {ph.regen_acc:.1%} by epoch {ph.regen_epoch}"
+    return f"{text} and does not recover"
+
+
+# --------------------------------------------------------------------------- separation
+@styled
+def plot_separation_heatmap(layer_table: pd.DataFrame, title: str | None = None) -> Figure:
+    """Class-averaged clean-vs-noisy cosine as a layer x snapshot-epoch heatmap."""
+    pivot = layer_table.pivot(index="layer", columns="epoch", values="cosine").sort_index()
+    fig, ax = plt.subplots(layout="constrained", figsize=(min(MAX_WIDTH, 3 + 0.35 * pivot.shape[1]), 1.2 + 0.45 * len(pivot)))
+    image = ax.imshow(pivot.to_numpy(), aspect="auto", cmap="viridis", origin="upper",
+                      vmin=np.nanmin(pivot.to_numpy()), vmax=1.0, interpolation="nearest")
+    ax.grid(False)
+    step = max(1, int(np.ceil(pivot.shape[1] / 16)))
+    ax.set_xticks(range(0, pivot.shape[1], step), [str(e) for e in pivot.columns[::step]])
+    ax.set_yticks(range(len(pivot)), [str(layer) for layer in pivot.index])
+    ax.set_xlabel("epoch of snapshot")
+    ax.set_ylabel("hidden layer")
+    fig.colorbar(image, ax=ax, label="cosine (clean vs noisy class means)")
+    ax.set_title(title or _separation_finding(pivot))
+    return fig
+
+
+@styled
+def plot_separation_curves(layer_table: pd.DataFrame, title: str | None = None) -> Figure:
+    """Class-averaged clean-vs-noisy cosine per layer over epochs."""
+    pivot = layer_table.pivot(index="layer", columns="epoch", values="cosine").sort_index()
+    fig, ax = plt.subplots(layout="constrained", figsize=(7, 4.2))
+    for color, (layer, row) in zip(layer_colors(len(pivot)), pivot.iterrows()):
+        ax.plot(row.index, row.to_numpy(), marker="o", ms=3, color=color, label=f"layer {layer}")
+    epoch_axis(ax, float(pivot.columns.max()))
+    ax.set_ylabel("cosine (clean vs noisy class means)")
+    outside_legend(ax)
+    ax.set_title(title or _separation_finding(pivot))
+    return fig
+
+
+def _separation_finding(pivot: pd.DataFrame) -> str:
+    last = pivot.iloc[:, -1]
+    first_layer, last_layer = last.index[0], last.index[-1]
+    return (f"Clean vs noisy class means at epoch {pivot.columns[-1]}:\ncosine {last.iloc[0]:.2f} "
+            f"in layer {first_layer}, {last.iloc[-1]:.2f} in layer {last_layer}")
+
+
+# --------------------------------------------------------------------------- large activation
+@styled
+def plot_large_activation(table: pd.DataFrame, metrics: pd.DataFrame, quantity: str = "ratio",
+                          title: str | None = None) -> Figure:
+    """Top-neuron ratio (or magnitude ``value``) per layer over epochs, with test accuracy on a twin axis."""
+    if quantity not in ("ratio", "value"):
+        raise ValueError(f"quantity must be 'ratio' or 'value', got {quantity!r}")
+    fig, ax = plt.subplots(layout="constrained", figsize=(7, 4.2))
+    layers = sorted(table["layer"].unique())
+    for color, layer in zip(layer_colors(len(layers)), layers):
+        t = table[table["layer"] == layer].sort_values("epoch")
+        ax.plot(t["epoch"], t[quantity], marker="o", ms=3, color=color, label=f"layer {layer}")
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(f"{v:g}")[0] in "25" else ""))
+    epoch_axis(ax, float(max(table["epoch"].max(), metrics["epoch"].max())))
+    reference = REFERENCE_NAMES.get(table.attrs.get("reference", "median_nonzero"), "reference")
+    ax.set_ylabel(f"top neuron / {reference} (ratio)" if quantity == "ratio"
+                  else "top neuron's max |activation|")
+    twin = ax.twinx()
+    twin.plot(metrics["epoch"], metrics["test_acc"], color=SPLIT_COLORS["test"], ls=":", lw=1.5,
+              label="test accuracy (right axis)")
+    twin.set_ylabel("test accuracy")
+    twin.yaxis.set_major_formatter(PercentFormatter(1.0))
+    twin.grid(False)
+    twin.spines["right"].set_visible(True)
+    handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.12, 1.0), frameon=False, borderaxespad=0)
+    last = table[table["epoch"] == table["epoch"].max()]
+    best = last.loc[last["ratio"].fillna(-np.inf).idxmax()]
+    ax.set_title(title or (f"Largest activation at epoch {int(best['epoch'])}: layer {int(best['layer'])}, "
+                           f"neuron {int(best['neuron'])},\n{best['ratio']:.0f}x the {reference}"))
+    return fig
+
+
+@styled
+def plot_activation_histogram(snapshot: dict[str, np.ndarray], layer: int, title: str | None = None) -> Figure:
+    """Histogram of the layer's per-neuron max |activation| (log counts), the top neuron marked."""
+    absmax = np.asarray(snapshot[f"l{layer}_absmax"], dtype=float)
+    live = absmax[absmax > 0]
+    fig, ax = plt.subplots(layout="constrained", figsize=(7, 4))
+    top = int(np.argmax(absmax))
+    if len(live):
+        bins = np.geomspace(live.min(), live.max() * 1.001, 40) if live.max() > live.min() else 10
+        ax.hist(live, bins=bins, color=OKABE_ITO["sky blue"], edgecolor="white", log=True,
+                label=f"{len(live)} active neurons")
+        ax.set_xscale("log")
+    ax.axvline(absmax[top], color=OKABE_ITO["vermillion"], lw=2, label=f"neuron {top}: {absmax[top]:.3g}")
+    ax.set_xlabel("max |activation| over probe samples (log scale)")
+    ax.set_ylabel("number of neurons (log scale)")
+    dead = int((absmax == 0).sum())
+    ax.legend(title=f"{dead} silent neurons not shown" if dead else None, frameon=False)
+    epoch = int(snapshot["epoch"]) if "epoch" in snapshot else None
+    median = float(np.median(live)) if len(live) else float("nan")
+    when = f" at epoch {epoch}" if epoch is not None else ""
+    ax.set_title(title or f"Layer {layer}{when}: neuron {top} is {absmax[top] / median:.0f}x the median neuron")
+    return fig
+
+
+@styled
+def plot_correlations(corr_table: pd.DataFrame, title: str | None = None) -> Figure:
+    """Pearson (bars, Fisher-z CI) and Spearman (diamonds) per quantity, inputs and outputs coloured apart."""
+    t = corr_table.reset_index(drop=True)
+    y = np.arange(len(t))[::-1]
+    fig, ax = plt.subplots(layout="constrained", figsize=(8, 0.9 + 0.38 * len(t)))
+    colors = [KIND_COLORS.get(k, OKABE_ITO["black"]) for k in t["kind"]]
+    err = np.vstack([t["pearson"] - t["pearson_low"], t["pearson_high"] - t["pearson"]])
+    ax.barh(y, t["pearson"], xerr=np.nan_to_num(err), color=colors, alpha=0.85, capsize=3,
+            error_kw={"lw": 1})
+    ax.scatter(t["spearman"], y, marker="D", s=22, color="white", edgecolor="black", zorder=3,
+               label="Spearman")
+    ax.set_yticks(y, t["quantity"])
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_xlim(-1, 1)
+    ax.set_xlabel("correlation with the neuron's activation (Pearson, 95% CI)")
+    for kind, color in KIND_COLORS.items():
+        ax.barh([np.nan], [np.nan], color=color, label=f"{kind} quantity")
+    ax.legend(loc="lower right", frameon=False)
+    ax.grid(axis="y", visible=False)
+    if title is None:
+        strongest = {k: t.loc[t["kind"] == k, "pearson"].abs().max() for k in ("input", "output")}
+        title = (f"Large neuron: |r| up to {strongest['input']:.2f} with inputs, "
+                 f"{strongest['output']:.2f} with outputs")
+        if {"layer", "neuron"} <= set(corr_table.attrs):
+            title += f"\n(layer {corr_table.attrs['layer']}, neuron {corr_table.attrs['neuron']}, " \
+                     f"epoch {corr_table.attrs['epoch']})"
+    ax.set_title(title)
+    return fig
+
+
+# --------------------------------------------------------------------------- data
+@styled
+def plot_noise_transition(matrix: np.ndarray, title: str | None = None) -> Figure:
+    """Counts of training samples per (true class, noisy label), class names on both axes."""
+    m = np.asarray(matrix)
+    n = m.shape[0]
+    names = list(CLASSES[:n]) if n <= len(CLASSES) else [str(i) for i in range(n)]
+    fig, ax = plt.subplots(layout="constrained", figsize=(7, 6))
+    image = ax.imshow(m, cmap="Blues")
+    ax.grid(False)
+    ax.set_xticks(range(n), names, rotation=45, ha="right")
+    ax.set_yticks(range(n), names)
+    ax.set_xlabel("label trained on")
+    ax.set_ylabel("true class")
+    threshold = m.max() / 2 if m.size else 0
+    integer = np.issubdtype(m.dtype, np.integer)
+    for (i, j), v in np.ndenumerate(m):
+        ax.text(j, i, f"{v}" if integer else f"{v:.2f}", ha="center", va="center", fontsize=7,
+                color="white" if v > threshold else "black")
+    fig.colorbar(image, ax=ax, label="training samples" if integer else "fraction")
+    off = m.sum() - np.trace(m)
+    ax.set_title(title or f"Symmetric label noise: {off / max(m.sum(), 1):.1%} of labels changed, "
+                          "spread evenly off the diagonal")
+    return fig
+
+
+@styled
+def plot_samples(images_uint8: np.ndarray, true: Sequence[int], noisy: Sequence[int],
+                 ncols: int = 8, title: str | None = None) -> Figure:
+    """Grid of images titled with true class and trained-on label (changed labels in vermillion)."""
+    images = np.asarray(images_uint8)
+    n = len(images)
+    ncols = max(1, min(ncols, n))
+    nrows = int(np.ceil(n / ncols))
+    width = min(MAX_WIDTH, 1.25 * ncols)
+    fig, axes = plt.subplots(nrows, ncols, layout="constrained", figsize=(width, width / ncols * 1.35 * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, img, t, y in zip(axes.flat, images, true, noisy):
+        ax.imshow(img)
+        changed = int(t) != int(y)
+        ax.set_title(f"true: {CLASSES[int(t)]}\nlabel: {CLASSES[int(y)]}", fontsize=7,
+                     color=OKABE_ITO["vermillion"] if changed else "black")
+    n_changed = int(np.sum(np.asarray(true)[:n] != np.asarray(noisy)[:n]))
+    fig.suptitle(title or f"{n_changed} of {n} shown training labels were changed (in vermillion)")
+    return fig

@@ -1,0 +1,60 @@
+"""Shared fixtures: small synthetic CIFAR-like data and tiny configurations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ddd_support.config import TrainConfig
+from ddd_support.data import CLASSES, CifarArrays
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_CIFAR = REPO.parent / "shared" / "data" / "cifar10-images"
+
+
+def synthetic_images(labels: np.ndarray, seed: int) -> np.ndarray:
+    """uint8 images whose mean colour pattern depends on the class, plus noise: learnable."""
+    rng = np.random.default_rng(seed)
+    patterns = np.random.default_rng(1234).integers(40, 215, size=(10, 1, 1, 3))
+    noise = rng.normal(0, 40, size=(len(labels), 32, 32, 3))
+    return np.clip(patterns[labels] + noise, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def synthetic_arrays() -> CifarArrays:
+    y_train = np.repeat(np.arange(10), 30)
+    y_test = np.repeat(np.arange(10), 10)
+    return CifarArrays(synthetic_images(y_train, 0), y_train, synthetic_images(y_test, 1), y_test,
+                       source="synthetic")
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_threads():
+    torch.set_num_threads(2)
+    yield
+
+
+def tiny_config(**overrides) -> TrainConfig:
+    values = dict(profile="test", model="mlp3", seed=0, base_width=16, epochs=6, batch_size=32,
+                  lr=1e-3, snapshot_dense_until=2, snapshot_per_decade=3, probe_per_class=3,
+                  top_k=3, progress=False, device="cpu")
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def write_image_folder(root: Path, per_class: int = 2, size: int = 32, classes=CLASSES) -> Path:
+    """A tiny ImageFolder tree of PNG files (train and test)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for c in classes:
+            folder = root / split / c
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                pixels = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i:04d}.png")
+    return root

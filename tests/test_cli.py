@@ -1,0 +1,75 @@
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from ddd_support.cli import main
+
+from .conftest import REPO, write_image_folder
+
+TINY = ["--set", "n_train=40", "--set", "n_test=20", "--set", "base_width=8", "--set", "epochs=3",
+        "--set", "probe_per_class=1", "--quiet"]
+
+
+@pytest.fixture
+def image_root(tmp_path, monkeypatch):
+    root = write_image_folder(tmp_path / "imgs", per_class=4)
+    monkeypatch.setenv("DDD_DATA_ROOT", str(root))
+    monkeypatch.setenv("DDD_CACHE_DIR", str(tmp_path / "cache"))
+    return root
+
+
+def test_profiles_command_lists_every_profile_and_its_values(capsys):
+    assert main(["profiles"]) == 0
+    out = capsys.readouterr().out
+    for name in ("smoke:", "cpu:", "paper:", "noise_rate = 0.3", "base_width = 512"):
+        assert name in out
+
+
+def test_unknown_profile_exits_2_with_the_valid_ones(capsys):
+    assert main(["train", "--profile", "nope"]) == 2
+    assert "valid profiles: smoke, cpu, paper" in capsys.readouterr().err
+
+
+def test_unknown_key_exits_2_with_the_valid_ones(capsys):
+    assert main(["train", "--set", "widht=3"]) == 2
+    assert "valid keys" in capsys.readouterr().err
+
+
+def test_missing_data_exits_2_naming_both_sources(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DDD_DATA_ROOT", str(tmp_path / "absent"))
+    monkeypatch.setenv("DDD_CACHE_DIR", str(tmp_path / "cache"))
+    code = main(["train", "--out", str(tmp_path / "runs"), "--set", "data_source=imagefolder", *TINY])
+    assert code == 2
+    assert "image-folder" in capsys.readouterr().err
+
+
+def test_train_command_trains_every_model_of_the_profile(image_root, tmp_path, capsys):
+    assert main(["train", "--profile", "smoke", "--out", str(tmp_path / "runs"), *TINY]) == 0
+    for model in ("mlp3", "mlp5", "mlp7"):
+        run = tmp_path / "runs" / "smoke" / model / "seed0"
+        assert len(pd.read_csv(run / "metrics.csv")) == 4
+        assert (run / "probe.npz").exists() and (run / "labels.npz").exists()
+
+
+def test_model_and_seed_flags_select_runs(image_root, tmp_path):
+    out = tmp_path / "runs"
+    assert main(["train", "--model", "mlp5", "--seed", "1", "--seed", "2", "--out", str(out), *TINY]) == 0
+    assert sorted(p.relative_to(out).as_posix() for p in out.glob("*/*/*")) == [
+        "smoke/mlp5/seed1", "smoke/mlp5/seed2"]
+
+
+@pytest.mark.slow
+def test_module_entry_point_runs_without_the_notebook_stack(image_root, tmp_path):
+    code = ("import sys, builtins; real = builtins.__import__\n"
+            "def guard(name, *a, **k):\n"
+            "    if name.split('.')[0] in ('IPython', 'jupyter_book', 'papermill', 'nbformat'):\n"
+            "        raise ImportError('notebook stack used: ' + name)\n"
+            "    return real(name, *a, **k)\n"
+            "builtins.__import__ = guard\n"
+            "from ddd_support.cli import main; sys.exit(main(sys.argv[1:]))")
+    args = ["train", "--model", "mlp3", "--out", str(tmp_path / "runs"), *TINY]
+    result = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "smoke/mlp3/seed0" in result.stdout

@@ -1,0 +1,214 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ddd_support import recording
+from ddd_support.config import TrainConfig, snapshot_epochs
+from ddd_support.errors import CheckpointError, RunDirError, TrainingDiverged
+from ddd_support.models import model_from_config
+from ddd_support.recording import METRIC_COLUMNS, TIMING_COLUMNS, load_checkpoint
+from ddd_support.training import prepare_data, train
+
+from .conftest import REPO, tiny_config
+
+DETERMINISTIC = [c for c in METRIC_COLUMNS if c not in TIMING_COLUMNS]
+
+
+def metrics(run_dir) -> pd.DataFrame:
+    return pd.read_csv(run_dir / "metrics.csv")
+
+
+def test_one_metrics_row_per_epoch_with_every_split(tmp_path, synthetic_arrays):
+    run = train(tiny_config(), tmp_path, synthetic_arrays)
+    m = metrics(run)
+    assert list(m.columns) == list(METRIC_COLUMNS)
+    assert list(m["epoch"]) == list(range(7))
+    accs = m[[f"{s}_acc" for s in ("clean", "noisy", "noisy_true", "test")]]
+    assert accs.notna().all().all() and ((accs >= 0) & (accs <= 1)).all().all()
+
+
+def test_split_metrics_match_a_direct_evaluation_of_the_final_model(tmp_path, synthetic_arrays):
+    cfg = tiny_config()
+    run = train(cfg, tmp_path, synthetic_arrays)
+    model = model_from_config(cfg)
+    model.load_state_dict(load_checkpoint(run)["model"])
+    d = prepare_data(cfg, synthetic_arrays, torch.device("cpu"))
+    with torch.no_grad():
+        pred_train, pred_test = model(d.x_train).argmax(1), model(d.x_test).argmax(1)
+    mask = d.noisy_mask
+    expected = {
+        "clean_acc": (pred_train[~mask] == d.y_true[~mask]).double().mean().item(),
+        "noisy_acc": (pred_train[mask] == d.y_noisy[mask]).double().mean().item(),
+        "noisy_true_acc": (pred_train[mask] == d.y_true[mask]).double().mean().item(),
+        "test_acc": (pred_test == d.y_test).double().mean().item(),
+    }
+    last = metrics(run).iloc[-1]
+    for key, value in expected.items():
+        assert last[key] == pytest.approx(value), key
+    assert mask.sum().item() == round(0.3 * len(mask))
+
+
+def test_training_loss_goes_down_and_clean_data_are_learned(tmp_path, synthetic_arrays):
+    m = metrics(train(tiny_config(epochs=10), tmp_path, synthetic_arrays))
+    assert m["train_loss"].iloc[-1] < 0.7 * m["train_loss"].iloc[1]
+    assert m["clean_acc"].iloc[-1] > 0.9 > m["clean_acc"].iloc[0]
+
+
+def test_snapshots_are_taken_on_the_schedule(tmp_path, synthetic_arrays):
+    cfg = tiny_config(epochs=12)
+    run = train(cfg, tmp_path, synthetic_arrays)
+    taken = sorted(int(p.stem.split("_")[1]) for p in (run / "snapshots").glob("*.npz"))
+    assert taken == snapshot_epochs(12, cfg.snapshot_dense_until, cfg.snapshot_per_decade)
+    assert json.loads((run / "config.json").read_text())["snapshot_epochs"] == taken
+
+
+def test_snapshot_class_means_are_means_of_probe_activations(tmp_path, synthetic_arrays):
+    cfg = tiny_config()
+    run = train(cfg, tmp_path, synthetic_arrays)
+    d = prepare_data(cfg, synthetic_arrays, torch.device("cpu"))
+    model = model_from_config(cfg)
+    model.load_state_dict(load_checkpoint(run)["model"])
+    with torch.no_grad():
+        _, acts = model.forward_with_activations(d.x_probe)
+    snap = np.load(run / "snapshots" / f"epoch_{cfg.epochs:05d}.npz")
+    probe = np.load(run / "probe.npz")
+    post = acts.post[0].numpy()
+    sel = (probe["group"] == 1) & (probe["label"] == 4)
+    assert np.allclose(snap["l1_mean_noisy"][4], post[sel].mean(axis=0), atol=1e-5)
+    assert snap["l1_absmax"].argmax() == snap["l1_top_idx"][0]
+    assert np.allclose(snap["l1_top_act"][:, 0], post[:, snap["l1_top_idx"][0]], atol=1e-5)
+
+
+def test_run_directory_records_config_provenance_and_labels(tmp_path, synthetic_arrays):
+    cfg = tiny_config()
+    run = train(cfg, tmp_path, synthetic_arrays)
+    assert run == tmp_path / "test" / "mlp3" / "seed0"
+    state = json.loads((run / "config.json").read_text())
+    assert state["status"] == "complete" and state["epochs_done"] == cfg.epochs
+    assert TrainConfig.from_dict(state["config"]) == cfg
+    for key in ("package_version", "torch_version", "device", "start_time", "end_time", "data_source"):
+        assert state["provenance"][key] is not None, key
+    labels = np.load(run / "labels.npz")
+    assert labels["noisy_mask"].sum() == round(0.3 * 300)
+    assert np.array_equal(labels["noisy"] != labels["original"], labels["noisy_mask"])
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path, synthetic_arrays, monkeypatch):
+    cfg = tiny_config(epochs=8)
+    reference = metrics(train(cfg, tmp_path / "a", synthetic_arrays))
+
+    real_save = recording.save_checkpoint
+
+    def crash_after_epoch_5(run_dir, state, epoch):
+        real_save(run_dir, state, epoch)
+        if epoch == 5:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr("ddd_support.training.save_checkpoint", crash_after_epoch_5)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "b", synthetic_arrays)
+    monkeypatch.undo()
+    resumed = metrics(train(cfg, tmp_path / "b", synthetic_arrays))
+    pd.testing.assert_frame_equal(resumed[DETERMINISTIC], reference[DETERMINISTIC], check_exact=True)
+
+
+def test_rerunning_a_complete_run_changes_nothing(tmp_path, synthetic_arrays):
+    cfg = tiny_config()
+    run = train(cfg, tmp_path, synthetic_arrays)
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    train(cfg, tmp_path, synthetic_arrays)
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_more_epochs_continue_a_finished_run(tmp_path, synthetic_arrays):
+    run = train(tiny_config(epochs=4), tmp_path, synthetic_arrays)
+    extended = metrics(train(tiny_config(epochs=7), tmp_path, synthetic_arrays))
+    reference = metrics(train(tiny_config(epochs=7), tmp_path / "ref", synthetic_arrays))
+    pd.testing.assert_frame_equal(extended[DETERMINISTIC], reference[DETERMINISTIC], check_exact=True)
+    assert json.loads((run / "config.json").read_text())["epochs_done"] == 7
+
+
+def test_run_directory_of_another_config_is_refused_and_kept(tmp_path, synthetic_arrays):
+    run = train(tiny_config(), tmp_path, synthetic_arrays)
+    before = (run / "metrics.csv").read_bytes()
+    with pytest.raises(RunDirError, match="lr: recorded 0.001, requested 0.01"):
+        train(tiny_config(lr=1e-2), tmp_path, synthetic_arrays)
+    assert (run / "metrics.csv").read_bytes() == before
+
+
+def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, synthetic_arrays):
+    run = train(tiny_config(), tmp_path, synthetic_arrays)
+    latest = run / recording.checkpoint_name(6)
+    latest.write_bytes(latest.read_bytes()[:100])
+    with pytest.warns(UserWarning, match="damaged"):
+        state = load_checkpoint(run)
+    assert state["epoch"] == 5
+
+
+def test_no_intact_checkpoint_is_a_clear_error(tmp_path, synthetic_arrays):
+    run = train(tiny_config(), tmp_path, synthetic_arrays)
+    for f in run.glob("checkpoint_e*.pt"):
+        f.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="Delete"):
+        load_checkpoint(run)
+
+
+def test_resume_after_damaged_checkpoint_still_reproduces_the_run(tmp_path, synthetic_arrays):
+    cfg = tiny_config(epochs=6)
+    reference = metrics(train(cfg, tmp_path / "a", synthetic_arrays))
+    run = train(tiny_config(epochs=4), tmp_path / "b", synthetic_arrays)
+    latest = run / recording.checkpoint_name(4)
+    latest.write_bytes(b"garbage")
+    with pytest.warns(UserWarning):
+        resumed = metrics(train(cfg, tmp_path / "b", synthetic_arrays))
+    pd.testing.assert_frame_equal(resumed[DETERMINISTIC], reference[DETERMINISTIC], check_exact=True)
+
+
+def test_diverging_loss_stops_the_run_with_a_message(tmp_path, synthetic_arrays):
+    with pytest.raises(TrainingDiverged, match="Lower lr"):
+        train(tiny_config(lr=1e12, epochs=3), tmp_path, synthetic_arrays)
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import sys, numpy as np
+    sys.path.insert(0, {tests!r})
+    from conftest import tiny_config, synthetic_images
+    from ddd_support.data import CifarArrays
+    from ddd_support.training import train
+    y = np.repeat(np.arange(10), 30); yt = np.repeat(np.arange(10), 10)
+    arrays = CifarArrays(synthetic_images(y, 0), y, synthetic_images(yt, 1), yt, "synthetic")
+    import torch; torch.set_num_threads(2)
+    train(tiny_config(epochs=40, base_width=64), sys.argv[1], arrays)
+""")
+
+
+@pytest.mark.slow
+def test_sigkilled_run_resumes_to_identical_metrics(tmp_path, synthetic_arrays):
+    script = tmp_path / "run.py"
+    script.write_text(KILL_SCRIPT.format(tests=str(REPO / "tests")))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "killed")], env=env)
+    index = tmp_path / "killed" / "test" / "mlp3" / "seed0" / "checkpoint.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if index.exists() and json.loads(index.read_text())["checkpoints"][-1]["epoch"] >= 10:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    subprocess.run([sys.executable, str(script), str(tmp_path / "killed")], env=env, check=True)
+    subprocess.run([sys.executable, str(script), str(tmp_path / "whole")], env=env, check=True)
+    killed = metrics(tmp_path / "killed" / "test" / "mlp3" / "seed0")
+    whole = metrics(tmp_path / "whole" / "test" / "mlp3" / "seed0")
+    assert len(whole) == 41
+    pd.testing.assert_frame_equal(killed[DETERMINISTIC], whole[DETERMINISTIC], check_exact=True)
