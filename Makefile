@@ -20,7 +20,7 @@ train: install                       ## train the three models of PROFILE into r
 	$(PY) -m ddd_support train --profile $(PROFILE)
 
 book: install                        ## execute every chapter with papermill, then build the HTML
-	@echo "book build not written yet" && exit 1
+	$(PY) -m ddd_support.book --profile $(PROFILE)
 
 clean:
 	rm -rf _build runs

@@ -85,12 +85,14 @@ def declared_parameters(notebook: Any) -> set[str]:
 
 
 def stage_source(root: Path, source: Path) -> None:
-    """Copy the book configuration and the non-notebook files of ``book/`` into ``source``."""
+    """Copy the book configuration and everything in ``book/`` but the notebooks into ``source``."""
     (source / "book").mkdir(parents=True, exist_ok=True)
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy2(root / name, source / name)
     for path in sorted((root / "book").iterdir()):
-        if path.is_file() and path.suffix != ".ipynb" and not is_notebook(path):
+        if path.is_dir() and not path.name.startswith("."):
+            shutil.copytree(path, source / "book" / path.name, dirs_exist_ok=True)
+        elif path.is_file() and path.suffix != ".ipynb" and not is_notebook(path):
             shutil.copy2(path, source / "book" / path.name)
 
 
@@ -137,7 +139,7 @@ def build_html(source: Path, out: Path) -> None:
 def run_book(profile: str = "smoke", parameters: dict[str, Any] | None = None,
              out: str | os.PathLike = PROJECT_ROOT, runs: str | os.PathLike | None = None,
              chapters: Iterable[str] | None = None, html: bool = True, timeout: int | None = None,
-             root: Path = PROJECT_ROOT) -> Path:
+             root: Path = PROJECT_ROOT, execute: bool = True) -> Path:
     """Execute the chapters in order and build the HTML; returns the HTML folder."""
     if profile not in PROFILES:
         raise BookError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
@@ -157,7 +159,7 @@ def run_book(profile: str = "smoke", parameters: dict[str, Any] | None = None,
     stage_source(root, source)
     print(f"book: profile {profile}, runs in {run_root}, executed notebooks in {source}", flush=True)
     t_start = time.perf_counter()
-    for i, name in enumerate(wanted, 1):
+    for i, name in enumerate(wanted if execute else [], 1):
         md = root / f"{name}.md"
         target = source / f"{name}.ipynb"
         if not is_notebook(md):
@@ -173,7 +175,11 @@ def run_book(profile: str = "smoke", parameters: dict[str, Any] | None = None,
         print(f"[{i}/{len(wanted)}] {name}: executing ({shown})", flush=True)
         seconds = execute_chapter(md, target, given, out, timeout)
         print(f"[{i}/{len(wanted)}] {name}: done in {seconds:.1f} s", flush=True)
-    print(f"book: all chapters executed in {time.perf_counter() - t_start:.1f} s", flush=True)
+    missing = [n for n in names if not (source / f"{n}.ipynb").exists() and is_notebook(root / f"{n}.md")]
+    if missing and html:
+        raise BookError(f"no executed notebook for {missing} in {source}; run without --html-only first")
+    if execute:
+        print(f"book: all chapters executed in {time.perf_counter() - t_start:.1f} s", flush=True)
     if not html:
         return source
     print("book: building HTML with jupyter-book (execution off, warnings are errors)", flush=True)
@@ -229,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--chapter", action="append", metavar="NAME",
                         help="execute only this chapter (e.g. 03_loss_decomposition); repeat for several")
     parser.add_argument("--no-html", action="store_true", help="execute the chapters, skip the HTML build")
+    parser.add_argument("--html-only", action="store_true",
+                        help="skip execution; rebuild the HTML from the notebooks already in OUT/_build/executed")
     parser.add_argument("--timeout", type=int, default=None, help="seconds allowed per cell (default: none)")
     parser.add_argument("--pair", action="store_true",
                         help="only write book/<chapter>.ipynb copies for interactive use, then stop")
@@ -244,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     params = {key: parse_value(value) for key, value in args.parameter}
     t0 = time.perf_counter()
     try:
-        run_book(args.profile, params, args.out, args.runs, args.chapter, not args.no_html, args.timeout)
+        run_book(args.profile, params, args.out, args.runs, args.chapter, not args.no_html, args.timeout,
+                 execute=not args.html_only)
     except BookError as exc:
         print(f"book: FAILED: {exc}", file=sys.stderr, flush=True)
         return 1

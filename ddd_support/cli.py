@@ -24,8 +24,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override one config value, e.g. --set epochs=50 --set lr=3e-4")
     tr.add_argument("--out", default="runs", help="root folder of run directories (default runs)")
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
+    tr.add_argument("--batched-seeds", action="store_true",
+                    help="train each model's seeds together as one batched computation (same results)")
 
     sub.add_parser("profiles", help="list the profiles and their values")
+
+    an = sub.add_parser("analyze", help="print phases, separation and large-activation summaries of runs")
+    an.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directory, e.g. runs/smoke/mlp7/seed0")
+    an.add_argument("--no-figures", action="store_true", help="do not write PNGs into RUN_DIR/figures/")
     return parser
 
 
@@ -36,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
             return _profiles()
         if args.command == "train":
             return _train(args)
+        if args.command == "analyze":
+            return _analyze(args)
     except DDDError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -48,9 +56,18 @@ def _train(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.overrides)
     if args.quiet:
         overrides["progress"] = False
-    run_dirs = train_profile(args.profile, args.model, args.seed or [0], overrides, args.out)
+    run_dirs = train_profile(args.profile, args.model, args.seed or [0], overrides, args.out,
+                             batched_seeds=args.batched_seeds)
     for run_dir in run_dirs:
         print(run_dir)
+    return 0
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from .analysis.report import analyze
+
+    for run_dir in args.run_dirs:
+        print(analyze(run_dir, write_figures=not args.no_figures), flush=True)
     return 0
 
 

@@ -50,7 +50,7 @@ class TrainConfig:
     snapshot_per_decade: int = 10
     probe_per_class: int = 20
     top_k: int = 8
-    checkpoint_every: int = 1
+    checkpoint_every: int = 5
     device: str = "auto"
     threads: int | None = None
     data_source: str = "auto"
@@ -138,7 +138,7 @@ PROFILES: dict[str, Profile] = {
         name="smoke",
         description="Minutes on two CPU cores: tiny subset, narrow models. Exercises every code path.",
         models=MODELS,
-        values=dict(n_train=1000, n_test=500, base_width=64, epochs=15, batch_size=64, lr=1e-3,
+        values=dict(n_train=2000, n_test=1000, base_width=64, epochs=40, batch_size=64, lr=1e-3,
                     snapshot_dense_until=4, snapshot_per_decade=6, probe_per_class=8, top_k=4),
     ),
     "cpu": Profile(

@@ -19,7 +19,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator, PercentFormatter
 
-from .analysis.large_activation import REFERENCE_NAMES
+from .analysis.large_activation import REFERENCE_NAMES, reference_magnitude
 from .data import CLASSES
 from .recording import SPLITS
 
@@ -58,7 +58,11 @@ def styled(func: Callable[..., Figure]) -> Callable[..., Figure]:
     """Run a figure function inside the package style."""
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Figure:
-        with plt.rc_context(STYLE):
+        # Resolve the backend first: otherwise rc_context restores an unresolved backend and
+        # interactive mode, and a fresh notebook kernel shows only the first figure.
+        plt.get_backend()
+        interactive = plt.isinteractive()
+        with plt.rc_context({**STYLE, "interactive": interactive}):
             return func(*args, **kwargs)
     return wrapper
 
@@ -95,7 +99,7 @@ def plot_four_way(runs_or_metrics: "pd.DataFrame | RunData | Sequence[RunData]",
     if metric not in ("acc", "loss"):
         raise ValueError(f"metric must be 'acc' or 'loss', got {metric!r}")
     frames, name = _metric_frames(runs_or_metrics)
-    fig, ax = plt.subplots(layout="constrained", figsize=(7, 4.2))
+    fig, ax = plt.subplots(layout="constrained", figsize=(9, 4.5))
     last_epoch = max(float(f["epoch"].max()) for f in frames)
     for split in SPLITS:
         col = f"{split}_{metric}"
@@ -185,7 +189,7 @@ def plot_separation_heatmap(layer_table: pd.DataFrame, title: str | None = None)
 def plot_separation_curves(layer_table: pd.DataFrame, title: str | None = None) -> Figure:
     """Class-averaged clean-vs-noisy cosine per layer over epochs."""
     pivot = layer_table.pivot(index="layer", columns="epoch", values="cosine").sort_index()
-    fig, ax = plt.subplots(layout="constrained", figsize=(7, 4.2))
+    fig, ax = plt.subplots(layout="constrained", figsize=(9, 4.5))
     for color, (layer, row) in zip(layer_colors(len(pivot)), pivot.iterrows()):
         ax.plot(row.index, row.to_numpy(), marker="o", ms=3, color=color, label=f"layer {layer}")
     epoch_axis(ax, float(pivot.columns.max()))
@@ -209,7 +213,7 @@ def plot_large_activation(table: pd.DataFrame, metrics: pd.DataFrame, quantity: 
     """Top-neuron ratio (or magnitude ``value``) per layer over epochs, with test accuracy on a twin axis."""
     if quantity not in ("ratio", "value"):
         raise ValueError(f"quantity must be 'ratio' or 'value', got {quantity!r}")
-    fig, ax = plt.subplots(layout="constrained", figsize=(7, 4.2))
+    fig, ax = plt.subplots(layout="constrained", figsize=(9, 4.5))
     layers = sorted(table["layer"].unique())
     for color, layer in zip(layer_colors(len(layers)), layers):
         t = table[table["layer"] == layer].sort_values("epoch")
@@ -255,9 +259,14 @@ def plot_activation_histogram(snapshot: dict[str, np.ndarray], layer: int, title
     dead = int((absmax == 0).sum())
     ax.legend(title=f"{dead} silent neurons not shown" if dead else None, frameon=False)
     epoch = int(snapshot["epoch"]) if "epoch" in snapshot else None
-    median = float(np.median(live)) if len(live) else float("nan")
     when = f" at epoch {epoch}" if epoch is not None else ""
-    ax.set_title(title or f"Layer {layer}{when}: neuron {top} is {absmax[top] / median:.0f}x the median neuron")
+    if f"l{layer}_median_abs_nonzero" in snapshot:
+        reference, what = reference_magnitude(snapshot, layer), REFERENCE_NAMES["median_nonzero"]
+    else:
+        reference, what = (float(np.median(live)) if len(live) else float("nan")), "median neuron"
+    ratio = absmax[top] / reference if reference > 0 else float("nan")
+    ax.set_title(title or f"Layer {layer}{when}: neuron {top} reaches {absmax[top]:.3g},\n"
+                          f"{ratio:.0f}x the {what}")
     return fig
 
 
@@ -281,10 +290,11 @@ def plot_correlations(corr_table: pd.DataFrame, title: str | None = None) -> Fig
         ax.barh([np.nan], [np.nan], color=color, label=f"{kind} quantity")
     ax.legend(loc="lower right", frameon=False)
     ax.grid(axis="y", visible=False)
-    if title is None:
-        strongest = {k: t.loc[t["kind"] == k, "pearson"].abs().max() for k in ("input", "output")}
-        title = (f"Large neuron: |r| up to {strongest['input']:.2f} with inputs, "
-                 f"{strongest['output']:.2f} with outputs")
+    if title is None:  # the pre-activation is the neuron's own drive, not an image statistic
+        image = t[(t["kind"] == "input") & (t["quantity"] != "pre-activation")]
+        outputs = t[t["kind"] == "output"]
+        title = (f"Large neuron: |r| up to {image['pearson'].abs().max():.2f} with image statistics, "
+                 f"{outputs['pearson'].abs().max():.2f} with outputs")
         if {"layer", "neuron"} <= set(corr_table.attrs):
             title += f"\n(layer {corr_table.attrs['layer']}, neuron {corr_table.attrs['neuron']}, " \
                      f"epoch {corr_table.attrs['epoch']})"
@@ -295,7 +305,7 @@ def plot_correlations(corr_table: pd.DataFrame, title: str | None = None) -> Fig
 # --------------------------------------------------------------------------- data
 @styled
 def plot_noise_transition(matrix: np.ndarray, title: str | None = None) -> Figure:
-    """Counts of training samples per (true class, noisy label), class names on both axes."""
+    """Counts, or row fractions (``noise.transition_matrix``), per (true class, trained-on label)."""
     m = np.asarray(matrix)
     n = m.shape[0]
     names = list(CLASSES[:n]) if n <= len(CLASSES) else [str(i) for i in range(n)]
@@ -311,10 +321,11 @@ def plot_noise_transition(matrix: np.ndarray, title: str | None = None) -> Figur
     for (i, j), v in np.ndenumerate(m):
         ax.text(j, i, f"{v}" if integer else f"{v:.2f}", ha="center", va="center", fontsize=7,
                 color="white" if v > threshold else "black")
-    fig.colorbar(image, ax=ax, label="training samples" if integer else "fraction")
-    off = m.sum() - np.trace(m)
-    ax.set_title(title or f"Symmetric label noise: {off / max(m.sum(), 1):.1%} of labels changed, "
-                          "spread evenly off the diagonal")
+    fig.colorbar(image, ax=ax, label="training samples" if integer else "fraction of the true class")
+    off_cells = m[~np.eye(n, dtype=bool)]
+    fmt = "{:g}" if integer else "{:.2f}"
+    ax.set_title(title or f"{off_cells.sum() / max(m.sum(), 1):.1%} of training labels changed; "
+                          f"each off-diagonal cell holds {fmt.format(off_cells.min())}-{fmt.format(off_cells.max())}")
     return fig
 
 

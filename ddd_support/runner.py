@@ -7,32 +7,45 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from . import data as data_mod
-from .config import MODELS, get_profile
+from .config import MODELS, TrainConfig, get_profile
 from .errors import ConfigError
+from .recording import read_json, run_directory
 from .training import train
 
 
 def train_profile(profile: str, models: Iterable[str] | None = None, seeds: Iterable[int] = (0,),
-                  overrides: dict[str, Any] | None = None, out: str | os.PathLike = "runs") -> list[Path]:
-    """Train (or resume, or skip if complete) each model x seed of ``profile``; returns run dirs."""
+                  overrides: dict[str, Any] | None = None, out: str | os.PathLike = "runs",
+                  batched_seeds: bool = False) -> list[Path]:
+    """Train (or resume, or skip if complete) each model x seed of ``profile``; returns run dirs.
+
+    With ``batched_seeds`` the seeds of each model train together in one batched computation
+    (``ddd_support.multiseed``), with the same results as separate runs.
+    """
     prof = get_profile(profile)
     models = list(models) if models else list(prof.models)
+    seeds = list(seeds)
     unknown = [m for m in models if m not in MODELS]
     if unknown:
         raise ConfigError(f"unknown model(s) {unknown}; valid models: {', '.join(MODELS)}")
-    configs = [prof.config(m, seed, overrides) for seed in seeds for m in models]
+    groups = [[prof.config(m, seed, overrides) for seed in seeds] for m in models]
+    pending = [cfg for group in groups for cfg in group if not is_complete(cfg, out)]
     arrays = None
-    run_dirs = []
-    for cfg in configs:
-        if arrays is None and not _is_complete(cfg, out):
-            arrays = data_mod.load_cifar10(cfg.data_root, cfg.data_source, progress=cfg.progress)
-        run_dirs.append(train(cfg, out, arrays))
+    if pending:
+        first = pending[0]
+        arrays = data_mod.load_cifar10(first.data_root, first.data_source, progress=first.progress)
+    run_dirs: list[Path] = []
+    for group in groups:
+        if batched_seeds and len(group) > 1:
+            from .multiseed import train_seeds
+
+            run_dirs += train_seeds(group, out, arrays)
+        else:
+            run_dirs += [train(cfg, out, arrays) for cfg in group]
     return run_dirs
 
 
-def _is_complete(cfg, out) -> bool:
-    from .recording import read_json, run_directory
-
+def is_complete(cfg: TrainConfig, out: str | os.PathLike) -> bool:
+    """True if the run directory of ``cfg`` under ``out`` holds a complete run of its epochs."""
     path = run_directory(out, cfg.profile, cfg.model, cfg.seed) / "config.json"
     if not path.exists():
         return False

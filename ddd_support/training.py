@@ -7,6 +7,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -91,9 +92,21 @@ def batch_order(n: int, order_seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=gen)
 
 
+def apply_runtime_settings(cfg: TrainConfig) -> None:
+    """Thread count and TF32 matmuls as ``cfg`` asks (process-wide torch settings)."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.backends.cuda.matmul.allow_tf32 = cfg.precision == "tf32"
+
+
+def autocast_dtype(cfg: TrainConfig) -> torch.dtype | None:
+    """The autocast dtype of training (bf16) or None (fp32, tf32)."""
+    return torch.bfloat16 if cfg.precision == "bf16" else None
+
+
 def make_optimizer(model: MLP, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """Adam; fused kernels on CUDA, multi-tensor (foreach) elsewhere."""
-    kwargs = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    """Adam; fused kernels on CUDA and CPU (on CPU about 5x faster than foreach), foreach elsewhere."""
+    kwargs = {"fused": True} if device.type in ("cuda", "cpu") else {"foreach": True}
     return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **kwargs)
 
 
@@ -119,72 +132,105 @@ def train_one_epoch(model: MLP, opt: torch.optim.Optimizer, x: torch.Tensor, y: 
 def train(cfg: TrainConfig, out: str | os.PathLike = "runs",
           arrays: data_mod.CifarArrays | None = None) -> Path:
     """Train one model/seed into its run directory, resuming it if it exists; returns the directory."""
-    run_dir = run_directory(out, cfg.profile, cfg.model, cfg.seed)
     device = resolve_device(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    if cfg.precision == "tf32":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    state = _open_run_dir(run_dir, cfg, device)
-    if state.get("status") == "complete" and state.get("epochs_done", -1) >= cfg.epochs:
-        _log(cfg, f"{run_dir}: already complete ({state['epochs_done']} epochs), nothing to do")
-        return run_dir
+    apply_runtime_settings(cfg)
+    run = RunRecorder(cfg, out, device)
+    if run.complete:
+        return run.run_dir
     if arrays is None:
         arrays = data_mod.load_cifar10(cfg.data_root, cfg.data_source, progress=cfg.progress)
-    prepared = prepare_data(cfg, arrays, device)
-    _write_static_files(run_dir, prepared)
+    prepared = run.prepare(arrays)
     model = model_from_config(cfg).to(device)
     opt = make_optimizer(model, cfg, device)
-    autocast_dtype = torch.bfloat16 if cfg.precision == "bf16" else None
-    schedule = snapshot_epochs(cfg.epochs, cfg.snapshot_dense_until, cfg.snapshot_per_decade)
-
-    checkpoint = load_checkpoint(run_dir, map_location=str(device))
-    metrics = _read_metrics(run_dir)
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        opt.load_state_dict(checkpoint["optimizer"])
-        start = int(checkpoint["epoch"])
-        metrics = metrics[metrics["epoch"] <= start]
-        if len(metrics) != start + 1:
-            raise RunDirError(f"{run_dir}/metrics.csv lacks epochs before the checkpoint (epoch {start}); "
-                              f"delete {run_dir} to start this run again")
-        _log(cfg, f"{run_dir}: resuming after epoch {start}")
-    else:
-        start = 0
-        metrics = metrics.iloc[0:0]
-        rows = [_evaluate(model, prepared, cfg, epoch=0, train_loss=float("nan"), train_seconds=0.0)]
-        metrics = pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
-        _snapshot(run_dir, model, prepared, cfg, 0)
-        _write_metrics(run_dir, metrics)
-    _remove_snapshots_after(run_dir, start)
+    amp_dtype = autocast_dtype(cfg)
+    start = run.begin(model, opt)
 
     from tqdm.auto import tqdm
 
     bar = tqdm(range(start + 1, cfg.epochs + 1), desc=f"{cfg.model} seed {cfg.seed}", unit="epoch",
                initial=start, total=cfg.epochs, disable=not cfg.progress)
-    rows = metrics.to_dict("records")
     for epoch in bar:
         t0 = time.perf_counter()
         order = batch_order(len(prepared.x_train), cfg.resolved_order_seed, epoch)
         train_loss = train_one_epoch(model, opt, prepared.x_train, prepared.y_noisy, order,
-                                     cfg.batch_size, autocast_dtype)
+                                     cfg.batch_size, amp_dtype)
+        row = run.end_epoch(epoch, model, train_loss, time.perf_counter() - t0,
+                            lambda: {"model": model.state_dict(), "optimizer": opt.state_dict()})
+        bar.set_postfix(test_acc=f"{row['test_acc']:.3f}", noisy_acc=f"{row['noisy_acc']:.3f}")
+    bar.close()
+    run.finish()
+    return run.run_dir
+
+
+class RunRecorder:
+    """The bookkeeping of one run directory, shared by ``train`` and ``multiseed.train_seeds``.
+
+    Opens (or checks) the directory, writes the static files, resumes from the checkpoint or
+    records epoch 0, then after each trained epoch records metrics, snapshots and checkpoints.
+    """
+
+    def __init__(self, cfg: TrainConfig, out: str | os.PathLike, device: torch.device) -> None:
+        self.cfg, self.device = cfg, device
+        self.run_dir = run_directory(out, cfg.profile, cfg.model, cfg.seed)
+        self.state = _open_run_dir(self.run_dir, cfg, device)
+        self.schedule = set(snapshot_epochs(cfg.epochs, cfg.snapshot_dense_until, cfg.snapshot_per_decade))
+        self.prepared: PreparedData | None = None
+        self.rows: list[dict] = []
+        self.complete = self.state.get("status") == "complete" and self.state.get("epochs_done", -1) >= cfg.epochs
+        if self.complete:
+            _log(cfg, f"{self.run_dir}: already complete ({self.state['epochs_done']} epochs), nothing to do")
+
+    def prepare(self, arrays: data_mod.CifarArrays) -> PreparedData:
+        """This run's data on its device; labels.npz and probe.npz written (or verified)."""
+        self.prepared = prepare_data(self.cfg, arrays, self.device)
+        _write_static_files(self.run_dir, self.prepared)
+        return self.prepared
+
+    def begin(self, model: MLP, opt: torch.optim.Optimizer) -> int:
+        """Load the checkpoint into ``model`` and ``opt``, or record epoch 0; returns the last done epoch."""
+        cfg, run_dir = self.cfg, self.run_dir
+        checkpoint = load_checkpoint(run_dir, map_location=str(self.device))
+        metrics = _read_metrics(run_dir)
+        if checkpoint is not None:
+            model.load_state_dict(checkpoint["model"])
+            opt.load_state_dict(checkpoint["optimizer"])
+            start = int(checkpoint["epoch"])
+            metrics = metrics[metrics["epoch"] <= start]
+            if len(metrics) != start + 1:
+                raise RunDirError(f"{run_dir}/metrics.csv lacks epochs before the checkpoint (epoch {start}); "
+                                  f"delete {run_dir} to start this run again")
+            _log(cfg, f"{run_dir}: resuming after epoch {start}")
+        else:
+            start = 0
+            rows = [_evaluate(model, self.prepared, cfg, epoch=0, train_loss=float("nan"), train_seconds=0.0)]
+            metrics = pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
+            _snapshot(run_dir, model, self.prepared, cfg, 0)
+            _write_metrics(run_dir, metrics)
+        _remove_snapshots_after(run_dir, start)
+        self.rows = metrics.to_dict("records")
+        return start
+
+    def end_epoch(self, epoch: int, model: MLP, train_loss: float, train_seconds: float,
+                  checkpoint_state: Callable[[], dict]) -> dict[str, float]:
+        """Record epoch ``epoch``: metrics row, snapshot if scheduled, checkpoint if due; returns the row."""
+        cfg, run_dir = self.cfg, self.run_dir
         if not math.isfinite(train_loss):
             raise TrainingDiverged(
                 f"{cfg.model} seed {cfg.seed}: training loss is {train_loss} at epoch {epoch}. "
                 f"Lower lr (now {cfg.lr}) or use precision=fp32; epochs up to the last checkpoint "
                 f"stay recorded in {run_dir}")
-        row = _evaluate(model, prepared, cfg, epoch, train_loss, time.perf_counter() - t0)
-        rows.append(row)
-        if epoch in schedule:
-            _snapshot(run_dir, model, prepared, cfg, epoch)
-        _write_metrics(run_dir, pd.DataFrame(rows, columns=list(METRIC_COLUMNS)))
+        row = _evaluate(model, self.prepared, cfg, epoch, train_loss, train_seconds)
+        self.rows.append(row)
+        if epoch in self.schedule:
+            _snapshot(run_dir, model, self.prepared, cfg, epoch)
+        _write_metrics(run_dir, pd.DataFrame(self.rows, columns=list(METRIC_COLUMNS)))
         if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
-            save_checkpoint(run_dir, {"model": model.state_dict(), "optimizer": opt.state_dict()}, epoch)
-        bar.set_postfix(test_acc=f"{row['test_acc']:.3f}", noisy_acc=f"{row['noisy_acc']:.3f}")
-    bar.close()
-    _finish(run_dir, cfg, state)
-    return run_dir
+            save_checkpoint(run_dir, checkpoint_state(), epoch)
+        return row
+
+    def finish(self) -> None:
+        """Mark the run complete, with its totals."""
+        _finish(self.run_dir)
 
 
 def _log(cfg: TrainConfig, message: str) -> None:
@@ -274,7 +320,7 @@ def _write_static_files(run_dir: Path, d: PreparedData) -> None:
     atomic_write_json(config_path, state)
 
 
-def _finish(run_dir: Path, cfg: TrainConfig, state: dict) -> None:
+def _finish(run_dir: Path) -> None:
     path = run_dir / "config.json"
     state = read_json(path)
     metrics = _read_metrics(run_dir)

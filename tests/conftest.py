@@ -40,7 +40,7 @@ def _deterministic_threads():
 def tiny_config(**overrides) -> TrainConfig:
     values = dict(profile="test", model="mlp3", seed=0, base_width=16, epochs=6, batch_size=32,
                   lr=1e-3, snapshot_dense_until=2, snapshot_per_decade=3, probe_per_class=3,
-                  top_k=3, progress=False, device="cpu")
+                  top_k=3, checkpoint_every=1, progress=False, device="cpu")
     values.update(overrides)
     return TrainConfig(**values)
 

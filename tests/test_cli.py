@@ -73,3 +73,14 @@ def test_module_entry_point_runs_without_the_notebook_stack(image_root, tmp_path
     result = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "smoke/mlp3/seed0" in result.stdout
+
+
+def test_batched_seeds_flag_gives_the_same_metrics_as_separate_runs(image_root, tmp_path):
+    args = ["train", "--model", "mlp3", "--seed", "0", "--seed", "1", *TINY]
+    assert main([*args, "--out", str(tmp_path / "sep")]) == 0
+    assert main([*args, "--out", str(tmp_path / "bat"), "--batched-seeds"]) == 0
+    for seed in (0, 1):
+        a = pd.read_csv(tmp_path / "sep" / "smoke" / "mlp3" / f"seed{seed}" / "metrics.csv")
+        b = pd.read_csv(tmp_path / "bat" / "smoke" / "mlp3" / f"seed{seed}" / "metrics.csv")
+        cols = [c for c in a.columns if not c.endswith("_seconds")]
+        pd.testing.assert_frame_equal(a[cols], b[cols], check_exact=True)

@@ -23,7 +23,7 @@ from ..errors import CheckpointError, RunDirError
 from ..evaluation import four_way_metrics
 from ..models import MLP, model_from_config
 from ..recording import SPLITS, load_checkpoint
-from ..training import PreparedData, prepare_data
+from ..training import PreparedData, prepare_data, resolve_device
 from .rundata import RunData, load_run
 
 Mode = Literal["zero", "mean"]
@@ -94,14 +94,16 @@ def ablation_table(model: MLP, data: PreparedData, layer: int, neuron: int, mode
 
 def ablate_neuron(run: str | os.PathLike | RunData, layer: int, neuron: int | None = None,
                   mode: Mode = "zero", n_random: int = 5, seed: int = 0,
-                  arrays: CifarArrays | None = None, device: str = "cpu") -> pd.DataFrame:
+                  arrays: CifarArrays | None = None, device: str = "auto") -> pd.DataFrame:
     """Ablate a neuron of a trained run's newest checkpoint (default: the layer's top neuron at the last snapshot).
 
     ``arrays`` replaces loading CIFAR-10 from the run's ``data_root``/``data_source``; the
     rebuilt training subset and noisy labels must equal the recorded ``labels.npz``.
+    ``device="auto"`` picks CUDA, then MPS, then CPU.
     """
     run = run if isinstance(run, RunData) else load_run(run)
     cfg = TrainConfig.from_dict(run.config)
+    device = str(resolve_device(device))
     state = load_checkpoint(run.path, map_location=device)
     if state is None:
         raise CheckpointError(f"{run.path} has no checkpoint; ablation needs the trained weights")

@@ -107,7 +107,9 @@ def correlation_ci(r: float, n: int, se_factor: float = 1.0, level: float = 0.95
     """Fisher-z confidence interval of a correlation: tanh(atanh r ± z * sqrt(se_factor / (n - 3)))."""
     if not np.isfinite(r) or n <= 3:
         return float("nan"), float("nan")
-    z = np.arctanh(np.clip(r, -1 + 1e-15, 1 - 1e-15))
+    if abs(r) >= 1.0:  # a perfect correlation has a degenerate interval
+        return float(r), float(r)
+    z = np.arctanh(r)
     half = stats.norm.ppf(0.5 + level / 2) * np.sqrt(se_factor / (n - 3))
     return float(np.tanh(z - half)), float(np.tanh(z + half))
 
@@ -120,8 +122,8 @@ def correlate(x: np.ndarray, y: np.ndarray, level: float = 0.95) -> dict[str, fl
     if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         pearson = spearman = float("nan")
     else:
-        pearson = float(stats.pearsonr(x, y).statistic)
-        spearman = float(stats.spearmanr(x, y).statistic)
+        pearson = float(np.clip(stats.pearsonr(x, y).statistic, -1.0, 1.0))
+        spearman = float(np.clip(stats.spearmanr(x, y).statistic, -1.0, 1.0))
     p_lo, p_hi = correlation_ci(pearson, n, 1.0, level)
     s_lo, s_hi = correlation_ci(spearman, n, SPEARMAN_SE_FACTOR, level)
     return {"pearson": pearson, "pearson_low": p_lo, "pearson_high": p_hi,

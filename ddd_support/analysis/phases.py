@@ -5,9 +5,9 @@ Smoothing. Recorded curves are noisy, and the events happen on a logarithmic tim
 therefore smoothed by a centred running *median* whose half-width grows with the epoch:
 at epoch ``e`` the window spans ``e ± smooth_window * e`` (constant width in log-epoch; with
 the default 0.1, no smoothing before epoch 10, ±1 epoch at 10, ±10 at 100). A median leaves
-monotone stretches unchanged and removes isolated spikes. Events are *located* on the
-smoothed curve, then each extremum is moved to the recorded extremum inside its smoothing
-window; reported accuracies and losses are the recorded (unsmoothed) values at those epochs,
+monotone stretches unchanged and removes isolated spikes; near the last epoch the window
+shrinks so that it stays centred. Events are *located* on the smoothed curve, then each
+extremum is moved to the recorded extremum inside its smoothing window; reported accuracies and losses are the recorded (unsmoothed) values at those epochs,
 while the decisions (is there a dip? does it re-generalise?) use the smoothed curve.
 
 Events (None where an event does not occur within the recorded epochs):
@@ -20,9 +20,12 @@ Events (None where an event does not occur within the recorded epochs):
   ``min_drop`` (its topographic prominence, ``scipy.signal.find_peaks``);
   ``test_dip_epoch``: the lowest test accuracy between that peak and the next time the
   curve climbs back above the peak (or the last epoch).
-* ``regen_gain``: highest smoothed test accuracy after the dip minus the smoothed dip;
+* ``regen_gain``: highest smoothed test accuracy once the noisy labels are fit (from
+  ``noisy_fit_end_epoch`` or the dip, whichever is later) minus the smoothed dip;
   ``regeneralizes`` when the gain is at least ``regen_min_gain``; ``regen_epoch``: where
-  that highest accuracy after the dip is reached.
+  that highest accuracy is reached. A run that never fits the noisy labels does not
+  re-generalise by definition (``regen_gain`` is 0): the paper's claim is a rise *after*
+  the noisy labels are memorised, not a wobble while they are being learned.
 * Test loss: ``test_loss_min_epoch`` the first local minimum with a later rise of at least
   ``loss_min_change``; ``test_loss_peak_epoch`` the highest loss after it;
   ``test_loss_second_descent`` when the loss falls by at least ``loss_min_change`` after
@@ -80,12 +83,15 @@ PHASE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Phases))
 
 
 def smooth_curve(epochs: np.ndarray, values: np.ndarray, smooth_window: float = 0.1) -> np.ndarray:
-    """Centred running median over epochs ``e ± smooth_window * e`` (NaNs ignored)."""
+    """Centred running median over epochs ``e ± smooth_window * e`` (NaNs ignored).
+
+    The window shrinks near the ends so that it stays centred (the last epoch is not smoothed).
+    """
     epochs = np.asarray(epochs, dtype=float)
     values = np.asarray(values, dtype=float)
     if smooth_window <= 0:
         return values.copy()
-    half = smooth_window * epochs
+    half = np.minimum(smooth_window * epochs, np.minimum(epochs - epochs[0], epochs[-1] - epochs))
     lo = np.searchsorted(epochs, epochs - half, side="left")
     hi = np.searchsorted(epochs, epochs + half, side="right")
     out = np.empty_like(values)
@@ -98,10 +104,15 @@ def smooth_curve(epochs: np.ndarray, values: np.ndarray, smooth_window: float = 
 def detect_phases(metrics: pd.DataFrame, clean_fit_fraction: float = 0.99,
                   noisy_start: float = 0.1, noisy_fit_fraction: float = 0.99,
                   smooth_window: float = 0.1, min_drop: float = 0.01,
-                  regen_min_gain: float = 0.01, loss_min_change: float = 0.05) -> Phases:
+                  regen_min_gain: float = 0.01, loss_min_change: float = 0.05,
+                  n_test: int | None = None) -> Phases:
     """Locate the double-descent events in one run's metrics (definitions in the module docstring).
 
-    Accuracies are fractions in [0, 1]; losses are mean cross-entropies in nats.
+    Accuracies are fractions in [0, 1]; losses are mean cross-entropies in nats. Defaults:
+    fitted at 99%, noisy fitting starts 10% of the way up, peaks and re-generalisation need
+    1 accuracy point, loss turns need 0.05 nats, smoothing window ±10% of the epoch.
+    With ``n_test`` (the number of test images), a test-accuracy peak and a re-generalisation
+    must also exceed the sampling noise of that test set: ``test_noise_floor(acc, n_test)``.
     """
     m = metrics.sort_values("epoch")
     epochs = m["epoch"].to_numpy(dtype=int)
@@ -121,14 +132,19 @@ def detect_phases(metrics: pd.DataFrame, clean_fit_fraction: float = 0.99,
     test = smooth["test_acc"]
     peak = dip = regen = None
     regen_gain = None
+    if n_test is not None and np.isfinite(test).any():
+        floor = test_noise_floor(float(np.nanmedian(test)), n_test)
+        min_drop, regen_min_gain = max(min_drop, floor), max(regen_min_gain, floor)
     peaks, props = find_peaks(np.nan_to_num(test, nan=-np.inf), prominence=min_drop)
     if len(peaks):
         p, right_base = int(peaks[0]), int(props["right_bases"][0])
         d = p + int(np.nanargmin(test[p:right_base + 1]))
         peak = _refine(raw["test_acc"], p, *window, np.argmax)
         dip = _refine(raw["test_acc"], d, *window, np.argmin)
-        if d < len(test) - 1:
-            r = d + int(np.nanargmax(test[d:]))
+        fit_end = _first_at_least(noisy, noisy_fit_fraction)
+        after = max(d, fit_end) if fit_end is not None else None
+        if after is not None and after < len(test) - 1:
+            r = after + int(np.nanargmax(test[after:]))
             regen_gain = float(test[r] - test[d])
             if regen_gain >= regen_min_gain:
                 regen = _refine(raw["test_acc"], r, *window, np.argmax)
@@ -170,11 +186,29 @@ def detect_phases(metrics: pd.DataFrame, clean_fit_fraction: float = 0.99,
     )
 
 
+def test_noise_floor(acc: float, n_test: int, z: float = 2.0) -> float:
+    """Smallest change of test accuracy that is not sampling noise: ``z * sqrt(2 acc (1 - acc) / n_test)``.
+
+    The standard error of the difference of two accuracies, each measured on ``n_test``
+    images (treated as independent, which is conservative), times ``z``.
+    """
+    return float(z * np.sqrt(2.0 * acc * (1.0 - acc) / n_test))
+
+
 def phase_table(runs: list["RunData"], **thresholds: float) -> pd.DataFrame:
-    """One row per run: model, seed and every ``Phases`` field (thresholds go to ``detect_phases``)."""
-    rows = [{"model": r.model, "seed": r.seed, **detect_phases(r.metrics, **thresholds).as_dict()}
+    """One row per run: model, seed and every ``Phases`` field (thresholds go to ``detect_phases``).
+
+    Each run's test-set size is passed as ``n_test``, so changes within sampling noise do not count.
+    """
+    rows = [{"model": r.model, "seed": r.seed,
+             **detect_phases(r.metrics, **{"n_test": _n_test(r), **thresholds}).as_dict()}
             for r in runs]
     return pd.DataFrame(rows, columns=["model", "seed", *PHASE_FIELDS])
+
+
+def _n_test(run: "RunData") -> int:
+    """The run's number of test images (``n_test`` None means all 10,000 of CIFAR-10)."""
+    return int(run.config.get("n_test") or 10000)
 
 
 def mean_metrics(runs: list["RunData"]) -> pd.DataFrame:

@@ -10,8 +10,9 @@ import pandas as pd
 
 from .large_activation import (correlation_table, dominant_neuron, emergence_epoch,
                                large_activation_table, largest_layer)
-from .phases import detect_phases
-from .rundata import RunData, load_run, noise_transition
+from .phases import Phases, detect_phases
+from ..noise import transition_matrix
+from .rundata import RunData, load_run
 from .separation import layer_separation, separation_summary, separation_table
 
 FIGURE_DIR = "figures"
@@ -21,7 +22,7 @@ def analyze(run_dir: str | os.PathLike | RunData, write_figures: bool = True,
             threshold: float = 100.0) -> str:
     """The three summaries of a run as text; with ``write_figures`` also PNGs in ``<run_dir>/figures/``."""
     run = run_dir if isinstance(run_dir, RunData) else load_run(run_dir)
-    phases = detect_phases(run.metrics)
+    phases = detect_phases(run.metrics, n_test=int(run.config.get("n_test") or 10000))
     sep = layer_separation(separation_table(run, by="true"))
     table = large_activation_table(run, threshold=threshold)
     corr = correlation_table(run)
@@ -44,7 +45,7 @@ def analyze(run_dir: str | os.PathLike | RunData, write_figures: bool = True,
     return "\n\n".join(sections) + "\n"
 
 
-def write_run_figures(run: RunData, phases, sep: pd.DataFrame, table: pd.DataFrame,
+def write_run_figures(run: RunData, phases: Phases, sep: pd.DataFrame, table: pd.DataFrame,
                       corr: pd.DataFrame) -> list[Path]:
     """Write the standard figures of one run as PNGs into ``<run>/figures/``; returns their paths."""
     import matplotlib.pyplot as plt
@@ -61,7 +62,8 @@ def write_run_figures(run: RunData, phases, sep: pd.DataFrame, table: pd.DataFra
         f"activation_histogram_layer{layer}": lambda: fg.plot_activation_histogram(
             run.snapshot(run.last_snapshot_epoch), layer),
         "correlations": lambda: fg.plot_correlations(corr),
-        "noise_transition": lambda: fg.plot_noise_transition(noise_transition(run.labels)),
+        "noise_transition": lambda: fg.plot_noise_transition(
+            transition_matrix(run.labels["original"], run.labels["noisy"])),
     }
     out_dir = run.path / FIGURE_DIR
     out_dir.mkdir(exist_ok=True)
@@ -79,7 +81,7 @@ def _section(title: str, body: str) -> str:
     return f"{title}\n{'-' * len(title)}\n{body}"
 
 
-def _phase_text(phases) -> str:
+def _phase_text(phases: Phases) -> str:
     def fmt(v: object) -> str:
         if v is None:
             return "-"
@@ -116,7 +118,3 @@ def _large_text(table: pd.DataFrame, threshold: float) -> str:
     ]
     return "\n".join(lines)
 
-
-def analyze_many(run_dirs: list[str | os.PathLike], write_figures: bool = True) -> str:
-    """``analyze`` of each run, separated by blank lines."""
-    return "\n\n".join(analyze(d, write_figures) for d in run_dirs)

@@ -127,13 +127,6 @@ def find_runs(root: str | os.PathLike, profile: str | None = None,
     return [entry[-1] for entry in sorted(found, key=lambda e: e[:3] + (str(e[3]),))]
 
 
-def noise_transition(labels: dict[str, np.ndarray], n_classes: int = 10) -> np.ndarray:
-    """(n_classes, n_classes) counts of training samples: row = original label, column = noisy label."""
-    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(matrix, (np.asarray(labels["original"]), np.asarray(labels["noisy"])), 1)
-    return matrix
-
-
 def _read_metrics(path: Path, state: dict[str, Any]) -> pd.DataFrame:
     file = path / "metrics.csv"
     if not file.exists():

@@ -1,0 +1,69 @@
+import pandas as pd
+import pytest
+import torch
+
+from ddd_support.errors import ConfigError
+from ddd_support.models import model_from_config
+from ddd_support.multiseed import SeedBatch, train_seeds
+from ddd_support.recording import METRIC_COLUMNS, TIMING_COLUMNS, load_checkpoint
+from ddd_support.training import batch_order, make_optimizer, prepare_data, train, train_one_epoch
+
+from .conftest import tiny_config
+
+DETERMINISTIC = [c for c in METRIC_COLUMNS if c not in TIMING_COLUMNS]
+
+
+def metrics(run_dir) -> pd.DataFrame:
+    return pd.read_csv(run_dir / "metrics.csv")[DETERMINISTIC]
+
+
+def test_batched_seeds_equal_separate_runs_bit_for_bit(tmp_path, synthetic_arrays):
+    cfgs = [tiny_config(seed=s, epochs=3) for s in (0, 3)]
+    batched = train_seeds(cfgs, tmp_path / "b", synthetic_arrays)
+    for cfg, run in zip(cfgs, batched):
+        ref = train(cfg, tmp_path / "a", synthetic_arrays)
+        assert run.relative_to(tmp_path / "b") == ref.relative_to(tmp_path / "a")
+        pd.testing.assert_frame_equal(metrics(run), metrics(ref), check_exact=True)
+        ours, theirs = load_checkpoint(run), load_checkpoint(ref)
+        assert all(torch.equal(ours["model"][k], v) for k, v in theirs["model"].items())
+        assert sorted(p.relative_to(run) for p in run.rglob("*") if p.is_file()) == \
+            sorted(p.relative_to(ref) for p in ref.rglob("*") if p.is_file())
+
+
+def test_seeds_differ_from_each_other(tmp_path, synthetic_arrays):
+    runs = train_seeds([tiny_config(seed=s, epochs=2) for s in (0, 1)], tmp_path, synthetic_arrays)
+    assert not metrics(runs[0]).equals(metrics(runs[1]))
+
+
+def test_a_batched_run_is_continued_by_train_to_the_same_result(tmp_path, synthetic_arrays):
+    [run] = train_seeds([tiny_config(seed=2, epochs=2)], tmp_path / "b", synthetic_arrays)
+    extended = train(tiny_config(seed=2, epochs=3), tmp_path / "b", synthetic_arrays)
+    reference = train(tiny_config(seed=2, epochs=3), tmp_path / "a", synthetic_arrays)
+    assert extended == run
+    pd.testing.assert_frame_equal(metrics(extended), metrics(reference), check_exact=True)
+
+
+def test_stacked_gemms_match_separate_training_to_rounding(synthetic_arrays):
+    cfgs = [tiny_config(seed=s) for s in (0, 1)]
+    device = torch.device("cpu")
+    data = [prepare_data(c, synthetic_arrays, device) for c in cfgs]
+    models = [model_from_config(c) for c in cfgs]
+    batch = SeedBatch(models, [make_optimizer(m, c, device) for m, c in zip(models, cfgs)], cfgs[0],
+                      device, stacked=True)
+    orders = torch.stack([batch_order(len(data[0].x_train), c.resolved_order_seed, 1) for c in cfgs])
+    losses = batch.train_epoch(data[0].x_train, torch.stack([d.y_noisy for d in data]), orders,
+                               cfgs[0].batch_size, None)
+    for j, (cfg, d) in enumerate(zip(cfgs, data)):
+        ref = model_from_config(cfg)
+        loss = train_one_epoch(ref, make_optimizer(ref, cfg, device), d.x_train, d.y_noisy, orders[j],
+                               cfg.batch_size, None)
+        assert losses[j] == pytest.approx(loss, abs=1e-5)
+        for name, value in ref.state_dict().items():
+            assert torch.allclose(models[j].state_dict()[name], value, atol=1e-5), name
+
+
+def test_seeds_with_different_settings_are_refused(tmp_path, synthetic_arrays):
+    with pytest.raises(ConfigError, match="lr"):
+        train_seeds([tiny_config(seed=0), tiny_config(seed=1, lr=1e-2)], tmp_path, synthetic_arrays)
+    with pytest.raises(ConfigError, match="once"):
+        train_seeds([tiny_config(seed=0), tiny_config(seed=0)], tmp_path, synthetic_arrays)
