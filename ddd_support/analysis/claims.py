@@ -1,0 +1,61 @@
+"""The paper's findings as yes/no tests on one run, for the conclusions chapter."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from .large_activation import correlation_table, large_activation_table, largest_layer
+from .phases import Phases, detect_phases
+from .separation import layer_separation, separation_summary, separation_table
+
+if TYPE_CHECKING:
+    from .rundata import RunData
+
+
+def first_epoch_at(metrics: pd.DataFrame, column: str, level: float = 0.5) -> int | None:
+    """First epoch at which ``column`` reaches ``level`` (None if never)."""
+    reached = metrics.loc[metrics[column] >= level, "epoch"]
+    return int(reached.iloc[0]) if len(reached) else None
+
+
+def strongest_correlation(corr: pd.DataFrame, kind: str) -> float:
+    """Largest |Pearson r| of a kind ('input' or 'output'), leaving out the neuron's own pre-activation."""
+    rows = corr[(corr["kind"] == kind) & (corr["quantity"] != "pre-activation")]
+    return float(rows["pearson"].abs().max())
+
+
+def evaluate_claims(run: "RunData", threshold: float = 100.0) -> dict[str, bool]:
+    """Each finding of Kubo et al. (2026) tested on ``run``: claim -> holds in this run."""
+    m = run.metrics
+    p = detect_phases(m, n_test=int(run.config.get("n_test") or 10000))
+    change = separation_summary(layer_separation(separation_table(run))).set_index("layer")["change"]
+    large = large_activation_table(run, threshold=threshold)
+    layer = largest_layer(large)
+    last = large[large["epoch"] == large["epoch"].max()].set_index("layer")
+    corr = correlation_table(run)
+    clean50, noisy50 = first_epoch_at(m, "clean_acc"), first_epoch_at(m, "noisy_acc")
+    return {
+        "clean learned before noisy (50% reached)": clean50 is not None and (noisy50 is None or clean50 < noisy50),
+        "noisy labels fitted (99%)": p.noisy_fit_end_epoch is not None,
+        "test accuracy dips after a peak": p.test_dip_epoch is not None,
+        "test accuracy recovers after the noisy fit (double descent)": p.regeneralizes,
+        "outer layer separates more than layer 1": bool(change.iloc[-1] < change.iloc[0]),
+        f"a top neuron >= {threshold:g}x the median": bool(last.loc[layer, "ratio"] >= threshold),
+        "...in the shallow half of the network": layer <= run.n_layers / 2,
+        "...tracks the image more than the outputs":
+            strongest_correlation(corr, "input") > strongest_correlation(corr, "output"),
+    }
+
+
+def describe_phases(model: str, p: Phases) -> str:
+    """One sentence on a model's test-accuracy story: peak, dip, recovery or not."""
+    name = model.upper()
+    if p.test_peak_epoch is None:
+        return f"{name} shows no early test peak (ends at {p.final_test_acc:.1%})"
+    text = (f"{name} peaks at epoch {p.test_peak_epoch} ({p.test_peak_acc:.1%})"
+            f" and dips to {p.test_dip_acc:.1%} at epoch {p.test_dip_epoch}")
+    if p.regeneralizes:
+        return text + f", then recovers to {p.regen_acc:.1%} at epoch {p.regen_epoch}"
+    return text + f" and ends at {p.final_test_acc:.1%} without recovering"
