@@ -17,7 +17,7 @@ import pandas as pd
 
 from ddd_support.analysis.phases import detect_phases
 from ddd_support.config import TrainConfig
-from ddd_support.recording import atomic_write_text
+from ddd_support.recording import atomic_write_json, atomic_write_text, now_iso, provenance
 from ddd_support.training import train
 
 COMMON = dict(model="mlp7", noise_rate=0.3, snapshot_dense_until=10, snapshot_per_decade=10,
@@ -31,8 +31,7 @@ CANDIDATES: dict[str, dict] = {
     "n10k-w512-lr1e-4": dict(n_train=10000, n_test=2000, base_width=128, lr=1e-4, batch_size=128, epochs=120),
     "n10k-w512-lr1e-3": dict(n_train=10000, n_test=2000, base_width=128, lr=1e-3, batch_size=128, epochs=120),
     "n20k-w512-lr1e-4": dict(n_train=20000, n_test=2000, base_width=128, lr=1e-4, batch_size=256, epochs=80),
-    "n5k-w2048-lr1e-4": dict(n_train=5000, n_test=2000, base_width=512, lr=1e-4, batch_size=128, epochs=100),
-    "n5k-w512-lr1e-4-b32": dict(n_train=5000, n_test=2000, base_width=128, lr=1e-4, batch_size=32, epochs=150),
+    "n5k-w512-lr1e-4-b32": dict(n_train=5000, n_test=2000, base_width=128, lr=1e-4, batch_size=32, epochs=100),
     "n5k-w256-lr1e-3": dict(n_train=5000, n_test=2000, base_width=64, lr=1e-3, batch_size=128, epochs=200),
 }
 
@@ -61,8 +60,18 @@ def summarize(out: Path) -> pd.DataFrame:
             "test_dip_epoch": p.test_dip_epoch, "test_dip_acc": p.test_dip_acc,
             "regeneralizes": p.regeneralizes, "regen_epoch": p.regen_epoch, "regen_acc": p.regen_acc,
             "final_test_acc": p.final_test_acc, "final_noisy_acc": float(m["noisy_acc"].iloc[-1]),
+            "test_acc_at_noisy_fit": _at(m, p.noisy_fit_end_epoch, "test_acc"),
+            "test_acc_change_after_fit": (None if p.noisy_fit_end_epoch is None
+                                          else p.final_test_acc - _at(m, p.noisy_fit_end_epoch, "test_acc")),
+            "test_acc_gain_dip_to_fit": (None if p.noisy_fit_end_epoch is None or p.test_dip_acc is None
+                                         else _at(m, p.noisy_fit_end_epoch, "test_acc") - p.test_dip_acc),
+            "noisy_true_acc_at_end": float(m["noisy_true_acc"].iloc[-1]),
         })
     return pd.DataFrame(rows)
+
+
+def _at(metrics: pd.DataFrame, epoch: int | None, column: str) -> float | None:
+    return None if epoch is None else float(metrics.loc[metrics["epoch"] == epoch, column].iloc[0])
 
 
 def main() -> None:
@@ -84,6 +93,14 @@ def main() -> None:
         print(table.to_string(index=False))
         if args.csv:
             atomic_write_text(args.csv, table.to_csv(index=False))
+            atomic_write_json(Path(args.csv).with_suffix(".json"), {
+                "what": "outcome of each candidate of experiments/cpu_search.py (MLP7, seed 0, 30% noise)",
+                "command": "python experiments/cpu_search.py run NAME --threads 1; "
+                           f"python experiments/cpu_search.py summary --csv {args.csv}",
+                "phases": "ddd_support.analysis.phases.detect_phases with n_test; defaults otherwise",
+                "candidates": {c: {**COMMON, **CANDIDATES[c]} for c in table["candidate"]},
+                "written": now_iso(), "provenance": provenance("cpu"),
+            })
 
 
 if __name__ == "__main__":
