@@ -14,14 +14,14 @@
 #   DDD_DATA_ROOT     an image folder or torchvision root already on the machine.
 #   DDD_CACHE_DIR     where decoded arrays are cached (default $WORK/cache). A cache file made
 #                     elsewhere is only found for the same absolute data-root path.
-# Other knobs: BUDGET_S (540), OUT (./gpu_check_out), WORK (/tmp/ddd_gpu_check), EPOCHS (auto),
+# Other knobs: BUDGET_S (540), OUT (./gpu_check_out), WORK (./gpu_check_work), EPOCHS (auto),
 #   CHECKPOINT_EVERY (10: a 27 M-parameter checkpoint costs more than a GPU epoch), PYTHON (python3),
 #   BENCH_ARGS (benchmark size), TRAIN_ARGS (extra training flags, e.g. "--set n_train=500").
 set -uo pipefail
 START=$(date +%s)
 BUDGET_S=${BUDGET_S:-540}
 OUT=${OUT:-$PWD/gpu_check_out}
-WORK=${WORK:-/tmp/ddd_gpu_check}
+WORK=${WORK:-$PWD/gpu_check_work}
 PYTHON=${PYTHON:-python3}
 CHECKPOINT_EVERY=${CHECKPOINT_EVERY:-10}
 mkdir -p "$OUT" "$WORK"

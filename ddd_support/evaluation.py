@@ -14,11 +14,11 @@ def per_sample_scores(model: nn.Module, x: torch.Tensor, labels: list[torch.Tens
     losses: list[list[torch.Tensor]] = [[] for _ in labels]
     correct: list[list[torch.Tensor]] = [[] for _ in labels]
     for start in range(0, len(x), batch_size):
-        logits = model(x[start:start + batch_size]).float()
-        pred = logits.argmax(dim=1)
+        log_probs = F.log_softmax(model(x[start:start + batch_size]).float(), dim=1)
+        pred = log_probs.argmax(dim=1)
         for i, y in enumerate(labels):
             yb = y[start:start + batch_size]
-            losses[i].append(F.cross_entropy(logits, yb, reduction="none"))
+            losses[i].append(-log_probs.gather(1, yb.unsqueeze(1)).squeeze(1))
             correct[i].append(pred == yb)
     return [(torch.cat(lo), torch.cat(co)) for lo, co in zip(losses, correct)]
 

@@ -4,9 +4,12 @@ Schema of one run directory (``<out>/<profile>/<model>/seed<seed>/``), version 1
 -------------------------------------------------------------------------------
 ``config.json``
     ``schema_version``; ``config`` (the resolved TrainConfig); ``provenance`` (package
-    version, git commit, torch/numpy/python versions, device, data source, start and end
-    time, wall seconds); ``status`` (``running`` or ``complete``); ``epochs_done``;
-    ``snapshot_epochs``; ``normalization`` (per-channel ``mean`` and ``std``).
+    version, git commit, torch/numpy/python versions, device, device name, torch threads,
+    data source, start and end time, ``train_seconds_total`` and ``eval_seconds_total``);
+    ``status`` (``running`` or ``complete``); ``epochs_done`` (set when the run completes;
+    while it runs, ``metrics.csv`` tells how far it got); ``snapshot_epochs`` (the schedule,
+    plus any earlier final epoch of a run that was extended); ``normalization`` (per-channel
+    ``mean`` and ``std``).
 ``metrics.csv``
     One row per epoch from 0 (the initialised model, before any step) to ``epochs_done``.
     Columns: ``epoch``; for each split S in ``clean``, ``noisy``, ``noisy_true``, ``test``
@@ -32,7 +35,8 @@ Schema of one run directory (``<out>/<profile>/<model>/seed<seed>/``), version 1
     groups noisy samples by their noisy label; a class with no sample is NaN);
     ``l{l}_absmax`` and ``l{l}_pre_absmax`` (W,): per-neuron max |a| over the probe set,
     post- and pre-ReLU; ``l{l}_median_abs`` and ``l{l}_median_abs_nonzero`` (scalars):
-    median |a| (post-ReLU) over all probe samples x neurons, and over the non-zero ones;
+    median |a| (post-ReLU) over all probe samples x neurons, and over the non-zero ones (the lower
+    median, as ``torch.median`` gives, for an even count);
     ``l{l}_top_idx``, ``l{l}_top_val`` (k,): the k neurons of largest ``absmax``;
     ``l{l}_top_act``, ``l{l}_top_pre`` (P, k): their post- and pre-ReLU activations on each
     probe sample. Also ``epoch`` and ``logits`` (P, 10).

@@ -10,7 +10,7 @@ from . import data as data_mod
 from .config import MODELS, TrainConfig, get_profile
 from .errors import ConfigError
 from .recording import read_json, run_directory
-from .training import train
+from .training import state_is_complete, train
 
 
 def train_profile(profile: str, models: Iterable[str] | None = None, seeds: Iterable[int] = (0,),
@@ -47,7 +47,4 @@ def train_profile(profile: str, models: Iterable[str] | None = None, seeds: Iter
 def is_complete(cfg: TrainConfig, out: str | os.PathLike) -> bool:
     """True if the run directory of ``cfg`` under ``out`` holds a complete run of its epochs."""
     path = run_directory(out, cfg.profile, cfg.model, cfg.seed) / "config.json"
-    if not path.exists():
-        return False
-    state = read_json(path)
-    return state.get("status") == "complete" and state.get("epochs_done", -1) >= cfg.epochs
+    return path.exists() and state_is_complete(read_json(path), cfg.epochs)

@@ -31,7 +31,7 @@ class Probe:
 def select_probe(labels: NoisyLabels, y_test: np.ndarray, per_class: int, seed: int,
                  n_classes: int = 10) -> Probe:
     """Up to ``per_class`` samples per true class from clean train, noisy train and test."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))  # not the noise's stream
     groups, indices = [], []
     pools = {
         GROUP_CLEAN: (labels.original, ~labels.mask),

@@ -176,7 +176,7 @@ class RunRecorder:
         self.schedule = set(snapshot_epochs(cfg.epochs, cfg.snapshot_dense_until, cfg.snapshot_per_decade))
         self.prepared: PreparedData | None = None
         self.rows: list[dict] = []
-        self.complete = self.state.get("status") == "complete" and self.state.get("epochs_done", -1) >= cfg.epochs
+        self.complete = state_is_complete(self.state, cfg.epochs)
         if self.complete:
             _log(cfg, f"{self.run_dir}: already complete ({self.state['epochs_done']} epochs), nothing to do")
 
@@ -195,6 +195,9 @@ class RunRecorder:
             model.load_state_dict(checkpoint["model"])
             opt.load_state_dict(checkpoint["optimizer"])
             start = int(checkpoint["epoch"])
+            if start > cfg.epochs:
+                raise RunDirError(f"{run_dir} is already trained to epoch {start}, beyond the requested "
+                                  f"epochs={cfg.epochs}; ask for at least {start} epochs, or use another --out")
             metrics = metrics[metrics["epoch"] <= start]
             if len(metrics) != start + 1:
                 raise RunDirError(f"{run_dir}/metrics.csv lacks epochs before the checkpoint (epoch {start}); "
@@ -231,6 +234,11 @@ class RunRecorder:
     def finish(self) -> None:
         """Mark the run complete, with its totals."""
         _finish(self.run_dir)
+
+
+def state_is_complete(state: dict, epochs: int) -> bool:
+    """True if a run directory's ``config.json`` state says it finished ``epochs`` epochs or more."""
+    return state.get("status") == "complete" and state.get("epochs_done", -1) >= epochs
 
 
 def _log(cfg: TrainConfig, message: str) -> None:
@@ -282,7 +290,7 @@ def _open_run_dir(run_dir: Path, cfg: TrainConfig, device: torch.device) -> dict
             listed = "; ".join(f"{k}: recorded {a!r}, requested {b!r}" for k, (a, b) in diff.items())
             raise RunDirError(f"{run_dir} holds a run with another configuration ({listed}). "
                               "Use another --out or seed, or delete that directory to replace it.")
-        if state.get("epochs_done", 0) >= cfg.epochs and state.get("status") == "complete":
+        if state_is_complete(state, cfg.epochs):
             return state
         state["config"] = wanted
         state["status"] = "running"
@@ -293,7 +301,9 @@ def _open_run_dir(run_dir: Path, cfg: TrainConfig, device: torch.device) -> dict
         state = {"schema_version": SCHEMA_VERSION, "config": wanted, "status": "running",
                  "epochs_done": 0,
                  "provenance": {**provenance(str(device)), "start_time": now_iso(), "end_time": None}}
-    state["snapshot_epochs"] = snapshot_epochs(cfg.epochs, cfg.snapshot_dense_until, cfg.snapshot_per_decade)
+    on_disk = {int(f.stem.split("_")[1]) for f in (run_dir / "snapshots").glob("epoch_*.npz")}
+    schedule = snapshot_epochs(cfg.epochs, cfg.snapshot_dense_until, cfg.snapshot_per_decade)
+    state["snapshot_epochs"] = sorted(set(schedule) | {e for e in on_disk if e <= cfg.epochs})
     atomic_write_json(path, state)
     return state
 

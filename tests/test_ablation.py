@@ -137,13 +137,18 @@ def test_ablate_neuron_loads_the_newest_checkpoint_and_rebuilds_the_data(run_dir
     assert (table["test_acc"].iloc[2:] == 1.0).all()
 
 
-def test_ablate_neuron_defaults_to_the_top_neuron_of_the_last_snapshot(run_dir):
+def test_ablate_neuron_defaults_to_the_top_neuron_at_the_checkpoint_epoch(tmp_path):
     from ddd_support.analysis.rundata import load_run
 
-    run = load_run(run_dir)
-    expected = int(run.snapshot(run.last_snapshot_epoch)["l2_top_idx"][0])
+    run = load_run(train(CONFIG, tmp_path, arrays=brightness_arrays()))
+    expected = int(run.snapshot(CONFIG.epochs)["l2_top_idx"][0])
     table = ablate_neuron(run, layer=2, n_random=0, arrays=brightness_arrays())
-    assert table["neuron"].iloc[1] == expected
+    assert table["neuron"].iloc[1] == expected and (table["epoch"] == CONFIG.epochs).all()
+
+
+def test_ablate_neuron_without_a_snapshot_at_the_checkpoint_epoch_asks_for_the_neuron(run_dir):
+    with pytest.raises(RunDirError, match="no snapshot at the checkpoint's epoch 2"):
+        ablate_neuron(run_dir, layer=2, n_random=0, arrays=brightness_arrays())
 
 
 def test_ablate_neuron_refuses_data_that_are_not_the_run_s_data(run_dir):

@@ -212,3 +212,47 @@ def test_sigkilled_run_resumes_to_identical_metrics(tmp_path, synthetic_arrays):
     whole = metrics(tmp_path / "whole" / "test" / "mlp3" / "seed0")
     assert len(whole) == 41
     pd.testing.assert_frame_equal(killed[DETERMINISTIC], whole[DETERMINISTIC], check_exact=True)
+
+
+def test_resume_between_checkpoints_redoes_the_epochs_after_the_last_one(tmp_path, synthetic_arrays, monkeypatch):
+    cfg = tiny_config(epochs=8, checkpoint_every=3)
+    reference = metrics(train(cfg, tmp_path / "a", synthetic_arrays))
+    real_end_epoch = __import__("ddd_support.training", fromlist=["RunRecorder"]).RunRecorder.end_epoch
+
+    def crash_after_epoch_7(self, epoch, *args, **kwargs):
+        row = real_end_epoch(self, epoch, *args, **kwargs)
+        if epoch == 7:  # last checkpoint at 6: epoch 7 is recorded but not checkpointed
+            raise KeyboardInterrupt
+        return row
+
+    monkeypatch.setattr("ddd_support.training.RunRecorder.end_epoch", crash_after_epoch_7)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "b", synthetic_arrays)
+    monkeypatch.undo()
+    assert len(metrics(tmp_path / "b" / "test" / "mlp3" / "seed0")) == 8
+    resumed = metrics(train(cfg, tmp_path / "b", synthetic_arrays))
+    pd.testing.assert_frame_equal(resumed[DETERMINISTIC], reference[DETERMINISTIC], check_exact=True)
+
+
+def test_asking_for_fewer_epochs_than_an_unfinished_run_has_is_refused(tmp_path, synthetic_arrays, monkeypatch):
+    real_save = recording.save_checkpoint
+
+    def crash_after_epoch_5(run_dir, state, epoch):
+        real_save(run_dir, state, epoch)
+        if epoch == 5:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr("ddd_support.training.save_checkpoint", crash_after_epoch_5)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(epochs=8), tmp_path, synthetic_arrays)
+    monkeypatch.undo()
+    with pytest.raises(RunDirError, match="already trained to epoch 5"):
+        train(tiny_config(epochs=3), tmp_path, synthetic_arrays)
+
+
+def test_extended_run_lists_its_earlier_final_snapshot(tmp_path, synthetic_arrays):
+    run = train(tiny_config(epochs=4, snapshot_dense_until=1), tmp_path, synthetic_arrays)
+    train(tiny_config(epochs=7, snapshot_dense_until=1), tmp_path, synthetic_arrays)
+    listed = json.loads((run / "config.json").read_text())["snapshot_epochs"]
+    on_disk = sorted(int(p.stem.split("_")[1]) for p in (run / "snapshots").glob("*.npz"))
+    assert listed == on_disk and 4 in listed and 7 in listed

@@ -110,8 +110,12 @@ def ablate_neuron(run: str | os.PathLike | RunData, layer: int, neuron: int | No
     model = model_from_config(cfg).to(device)
     model.load_state_dict(state["model"])
     model.eval()
-    if neuron is None:
-        neuron = int(run.snapshot(run.last_snapshot_epoch)[f"l{layer}_top_idx"][0])
+    if neuron is None:  # the top neuron of the weights being ablated, not of a later snapshot
+        epoch = int(state["epoch"])
+        if epoch not in run.snapshot_epochs:
+            raise RunDirError(f"{run.path} has no snapshot at the checkpoint's epoch {epoch}; "
+                              "pass neuron= explicitly")
+        neuron = int(run.snapshot(epoch)[f"l{layer}_top_idx"][0])
     if arrays is None:
         arrays = load_cifar10(cfg.data_root, cfg.data_source, progress=False)
     data = prepare_data(cfg, arrays, torch.device(device))

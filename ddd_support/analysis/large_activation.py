@@ -7,7 +7,7 @@ Magnitude of a neuron = its largest |post-ReLU activation| over the probe set (s
   that are non-zero. A ReLU layer is mostly zeros, so the plain median is often 0; the
   non-zero median is the typical size of an active unit.
 * ``"second"``: the second-largest neuron's magnitude (how far the top neuron stands apart).
-* ``"median"``: the plain median |activation| plus ``1e-12`` (may be near zero).
+* ``"median"``: the plain median |activation| (zero when most activations are ReLU zeros).
 
 A zero reference gives a NaN ratio (undefined), never an infinite one.
 """
@@ -27,7 +27,6 @@ Reference = Literal["median_nonzero", "second", "median"]
 #: How each reference reads in a sentence ("top neuron / <this>").
 REFERENCE_NAMES: dict[str, str] = {"median_nonzero": "median non-zero activation",
                                    "second": "second-largest neuron", "median": "median activation"}
-EPSILON = 1e-12
 #: Spearman's standard error factor (Fieller, Hartley and Pearson 1957): se = sqrt(1.06 / (n - 3)).
 SPEARMAN_SE_FACTOR = 1.06
 
@@ -39,7 +38,7 @@ def reference_magnitude(snapshot: dict[str, np.ndarray], layer: int,
     if reference == "median_nonzero":
         return float(snapshot[p + "median_abs_nonzero"])
     if reference == "median":
-        return float(snapshot[p + "median_abs"]) + EPSILON
+        return float(snapshot[p + "median_abs"])
     if reference == "second":
         ordered = np.sort(np.asarray(snapshot[p + "absmax"], dtype=float))[::-1]
         return float(ordered[1]) if len(ordered) > 1 else float("nan")

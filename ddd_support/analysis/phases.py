@@ -16,6 +16,8 @@ Events (None where an event does not occur within the recorded epochs):
 * ``noisy_fit_start_epoch``: after the minimum of the noisy-label accuracy, the first epoch
   at which it has climbed ``noisy_start`` of the way from that minimum to 1.
 * ``noisy_fit_end_epoch``: first epoch with noisy-label accuracy >= ``noisy_fit_fraction``.
+* ``noisy_true_peak_epoch`` / ``noisy_true_peak_acc``: where the noisy samples are most often
+  classified as their *original* class (before the network memorises the wrong labels).
 * ``test_peak_epoch``: first local maximum of test accuracy followed by a drop of at least
   ``min_drop`` (its topographic prominence, ``scipy.signal.find_peaks``);
   ``test_dip_epoch``: the lowest test accuracy between that peak and the next time the

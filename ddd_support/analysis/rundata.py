@@ -111,12 +111,18 @@ def load_runs(paths: Iterable[str | os.PathLike]) -> list[RunData]:
 
 def find_runs(root: str | os.PathLike, profile: str | None = None,
               model: str | None = None) -> list[Path]:
-    """Run directories under ``root`` (any depth, e.g. root/profile/model/seedN), sorted by model and seed."""
+    """Run directories under ``root`` (any depth, e.g. root/profile/model/seedN), sorted by model and seed.
+
+    A directory whose run never recorded a metric (no ``metrics.csv``, e.g. it stopped while
+    loading data) is not a run yet and is left out.
+    """
     root = Path(root)
     if not root.is_dir():
         raise RunDirError(f"{root} is not a directory")
     found = []
     for config_path in root.rglob("config.json"):
+        if not (config_path.parent / "metrics.csv").exists():
+            continue
         cfg = read_json(config_path).get("config", {})
         if profile is not None and cfg.get("profile") != profile:
             continue
