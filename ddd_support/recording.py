@@ -5,7 +5,9 @@ Schema of one run directory (``<out>/<profile>/<model>/seed<seed>/``), version 1
 ``config.json``
     ``schema_version``; ``config`` (the resolved TrainConfig); ``provenance`` (package
     version, git commit, torch/numpy/python versions, device, device name, torch threads,
-    data source, start and end time, ``train_seconds_total`` and ``eval_seconds_total``);
+    data source, start and end time, ``train_seconds_total`` and ``eval_seconds_total``; the
+    device, threads and torch version are those the run started with, and ``resumes`` lists
+    each later continuation with its own);
     ``status`` (``running`` or ``complete``); ``epochs_done`` (set when the run completes;
     while it runs, ``metrics.csv`` tells how far it got); ``snapshot_epochs`` (the schedule,
     plus any earlier final epoch of a run that was extended); ``normalization`` (per-channel

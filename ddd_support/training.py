@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -292,10 +293,21 @@ def _open_run_dir(run_dir: Path, cfg: TrainConfig, device: torch.device) -> dict
                               "Use another --out or seed, or delete that directory to replace it.")
         if state_is_complete(state, cfg.epochs):
             return state
+        before, now = state["provenance"], provenance(str(device))
+        changed = [k for k in ("device", "torch_threads", "torch_version")
+                   if before.get(k) is not None and before.get(k) != now[k]]
+        if changed:
+            warnings.warn(f"{run_dir} is resumed with another {', '.join(changed)} than it started with: "
+                          "the continued run need not be bit-identical to an uninterrupted one "
+                          "(recorded under provenance.resumes)")
+        resumes = before.get("resumes", []) + [{"time": now_iso(), "device": now["device"],
+                                                "torch_threads": now["torch_threads"],
+                                                "torch_version": now["torch_version"]}]
         state["config"] = wanted
         state["status"] = "running"
-        state["provenance"] = {**state["provenance"], **provenance(str(device)),
-                               "start_time": state["provenance"].get("start_time")}
+        state["provenance"] = {**now, **{k: before[k] for k in ("device", "torch_threads", "torch_version",
+                                                               "start_time") if k in before},
+                               "resumes": resumes}
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         state = {"schema_version": SCHEMA_VERSION, "config": wanted, "status": "running",

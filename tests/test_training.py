@@ -256,3 +256,12 @@ def test_extended_run_lists_its_earlier_final_snapshot(tmp_path, synthetic_array
     listed = json.loads((run / "config.json").read_text())["snapshot_epochs"]
     on_disk = sorted(int(p.stem.split("_")[1]) for p in (run / "snapshots").glob("*.npz"))
     assert listed == on_disk and 4 in listed and 7 in listed
+
+
+def test_a_resume_is_recorded_and_a_changed_thread_count_is_warned_about(tmp_path, synthetic_arrays):
+    run = train(tiny_config(epochs=3), tmp_path, synthetic_arrays)
+    with pytest.warns(UserWarning, match="torch_threads"):
+        train(tiny_config(epochs=5, threads=1), tmp_path, synthetic_arrays)
+    prov = json.loads((run / "config.json").read_text())["provenance"]
+    assert prov["torch_threads"] == 2
+    assert [r["torch_threads"] for r in prov["resumes"]] == [1]
