@@ -27,6 +27,21 @@ def metrics(run_dir) -> pd.DataFrame:
     return pd.read_csv(run_dir / "metrics.csv")
 
 
+def interrupt_after_checkpoint(monkeypatch, cfg, out, arrays, epoch: int) -> None:
+    """Run ``cfg`` and stop it (KeyboardInterrupt) right after the checkpoint of ``epoch``."""
+    real_save = recording.save_checkpoint
+
+    def save_then_stop(run_dir, state, saved_epoch):
+        real_save(run_dir, state, saved_epoch)
+        if saved_epoch == epoch:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr("ddd_support.training.save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, out, arrays)
+    monkeypatch.undo()
+
+
 def test_one_metrics_row_per_epoch_with_every_split(tmp_path, synthetic_arrays):
     run = train(tiny_config(), tmp_path, synthetic_arrays)
     m = metrics(run)
@@ -106,17 +121,7 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path, syntheti
     cfg = tiny_config(epochs=8)
     reference = metrics(train(cfg, tmp_path / "a", synthetic_arrays))
 
-    real_save = recording.save_checkpoint
-
-    def crash_after_epoch_5(run_dir, state, epoch):
-        real_save(run_dir, state, epoch)
-        if epoch == 5:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr("ddd_support.training.save_checkpoint", crash_after_epoch_5)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "b", synthetic_arrays)
-    monkeypatch.undo()
+    interrupt_after_checkpoint(monkeypatch, cfg, tmp_path / "b", synthetic_arrays, epoch=5)
     resumed = metrics(train(cfg, tmp_path / "b", synthetic_arrays))
     pd.testing.assert_frame_equal(resumed[DETERMINISTIC], reference[DETERMINISTIC], check_exact=True)
 
@@ -235,17 +240,7 @@ def test_resume_between_checkpoints_redoes_the_epochs_after_the_last_one(tmp_pat
 
 
 def test_asking_for_fewer_epochs_than_an_unfinished_run_has_is_refused(tmp_path, synthetic_arrays, monkeypatch):
-    real_save = recording.save_checkpoint
-
-    def crash_after_epoch_5(run_dir, state, epoch):
-        real_save(run_dir, state, epoch)
-        if epoch == 5:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr("ddd_support.training.save_checkpoint", crash_after_epoch_5)
-    with pytest.raises(KeyboardInterrupt):
-        train(tiny_config(epochs=8), tmp_path, synthetic_arrays)
-    monkeypatch.undo()
+    interrupt_after_checkpoint(monkeypatch, tiny_config(epochs=8), tmp_path, synthetic_arrays, epoch=5)
     with pytest.raises(RunDirError, match="already trained to epoch 5"):
         train(tiny_config(epochs=3), tmp_path, synthetic_arrays)
 
