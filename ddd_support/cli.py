@@ -32,6 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     an = sub.add_parser("analyze", help="print phases, separation and large-activation summaries of runs")
     an.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directory, e.g. runs/smoke/mlp7/seed0")
     an.add_argument("--no-figures", action="store_true", help="do not write PNGs into RUN_DIR/figures/")
+    ex = sub.add_parser("export-reference", help="write compact copies of finished runs (no checkpoints)")
+    ex.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    ex.add_argument("--dest", required=True, help="root folder of the compact copies")
+    ex.add_argument("--max-snapshots", type=int, default=12, help="snapshots kept per run (default 12)")
+    ex.add_argument("--top-k", type=int, default=2, help="top neurons kept per layer (default 2)")
     return parser
 
 
@@ -44,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args)
         if args.command == "analyze":
             return _analyze(args)
+        if args.command == "export-reference":
+            return _export(args)
     except DDDError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -60,6 +67,14 @@ def _train(args: argparse.Namespace) -> int:
                              batched_seeds=args.batched_seeds)
     for run_dir in run_dirs:
         print(run_dir)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .reference import export_reference
+
+    for run_dir in args.run_dirs:
+        print(export_reference(run_dir, args.dest, args.max_snapshots, args.top_k), flush=True)
     return 0
 
 
