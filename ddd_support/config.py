@@ -24,6 +24,14 @@ RESUME_INSENSITIVE_KEYS: frozenset[str] = frozenset(
 )
 
 
+def model_widths(model: str, base_width: int, hidden_widths: tuple[int, ...] | list[int] | None = None
+                 ) -> tuple[int, ...]:
+    """Hidden-layer widths of a named model: ``hidden_widths`` if given, else base_width x its factor."""
+    if hidden_widths:
+        return tuple(int(w) for w in hidden_widths)
+    return (base_width * MODEL_WIDTH_FACTORS[model],) * MODEL_DEPTHS[model]
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that determines one training run (one model, one seed)."""
@@ -63,10 +71,7 @@ class TrainConfig:
     @property
     def widths(self) -> tuple[int, ...]:
         """Hidden-layer widths of this run's model."""
-        if self.hidden_widths is not None:
-            return tuple(self.hidden_widths)
-        width = self.base_width * MODEL_WIDTH_FACTORS[self.model]
-        return (width,) * MODEL_DEPTHS[self.model]
+        return model_widths(self.model, self.base_width, self.hidden_widths)
 
     @property
     def resolved_noise_seed(self) -> int:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .config import MODEL_DEPTHS, MODEL_WIDTH_FACTORS, TrainConfig
+from .config import MODEL_DEPTHS, TrainConfig, model_widths
 from .errors import ConfigError
 
 INPUT_DIM = 3 * 32 * 32
@@ -60,9 +60,7 @@ def build_model(name: str, base_width: int = 512, widths: tuple[int, ...] | None
     """MLP3 / MLP5 / MLP7 (2 / 4 / 6 hidden layers of base_width x 1 / 2 / 4), or custom widths."""
     if name not in MODEL_DEPTHS:
         raise ConfigError(f"unknown model {name!r}; valid models: {', '.join(MODEL_DEPTHS)}")
-    if widths is None:
-        widths = (base_width * MODEL_WIDTH_FACTORS[name],) * MODEL_DEPTHS[name]
-    return MLP(widths)
+    return MLP(model_widths(name, base_width, widths))
 
 
 def model_from_config(cfg: TrainConfig) -> MLP:

@@ -8,7 +8,8 @@ Adam step serve all seeds. On a GPU the k weight matrices of a layer are also st
 multiplied with ``torch.bmm``; on the CPU each seed keeps its own GEMMs, which makes the
 result bit-identical to separate runs. Evaluation, snapshots and checkpoints go through each
 seed's own ``MLP`` module, so a batched run can be resumed by ``training.train`` and the other
-way round. ``train_seconds`` of each seed is the wall time of the batched epoch.
+way round. ``train_seconds`` of each seed is its share (1/k) of the batched epoch's wall time, so
+sums over runs stay wall time.
 """
 
 from __future__ import annotations
@@ -180,7 +181,7 @@ def _train_batched(runs: list[RunRecorder], models: list[MLP], optimizers: list[
         t0 = time.perf_counter()
         orders = torch.stack([batch_order(len(x), r.cfg.resolved_order_seed, epoch) for r in runs])
         losses = batch.train_epoch(x, ys, orders, cfg.batch_size, amp_dtype)
-        seconds = time.perf_counter() - t0
+        seconds = (time.perf_counter() - t0) / len(runs)
         for j, (r, loss) in enumerate(zip(runs, losses)):
             r.end_epoch(epoch, models[j], loss, seconds, lambda j=j: batch.checkpoint_state(j))
     bar.close()

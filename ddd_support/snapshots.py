@@ -11,7 +11,6 @@ from .models import MLP
 from .noise import NoisyLabels
 
 GROUP_CLEAN, GROUP_NOISY, GROUP_TEST = 0, 1, 2
-GROUP_NAMES = {GROUP_CLEAN: "clean train", GROUP_NOISY: "noisy train", GROUP_TEST: "test"}
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from .large_activation import correlation_table, large_activation_table, largest_layer
-from .phases import Phases, detect_phases
+from .phases import Phases, detect_phases, test_set_size
 from .separation import layer_separation, separation_summary, separation_table
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ def strongest_correlation(corr: pd.DataFrame, kind: str) -> float:
 def evaluate_claims(run: "RunData", threshold: float = 100.0) -> dict[str, bool]:
     """Each finding of Kubo et al. (2026) tested on ``run``: claim -> holds in this run."""
     m = run.metrics
-    p = detect_phases(m, n_test=int(run.config.get("n_test") or 10000))
+    p = detect_phases(m, n_test=test_set_size(run))
     change = separation_summary(layer_separation(separation_table(run))).set_index("layer")["change"]
     large = large_activation_table(run, threshold=threshold)
     layer = largest_layer(large)

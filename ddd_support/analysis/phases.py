@@ -43,7 +43,6 @@ import numpy as np
 import pandas as pd
 from scipy.signal import find_peaks
 
-from ..recording import SPLITS
 
 if TYPE_CHECKING:
     from .rundata import RunData
@@ -203,12 +202,12 @@ def phase_table(runs: list["RunData"], **thresholds: float) -> pd.DataFrame:
     Each run's test-set size is passed as ``n_test``, so changes within sampling noise do not count.
     """
     rows = [{"model": r.model, "seed": r.seed,
-             **detect_phases(r.metrics, **{"n_test": _n_test(r), **thresholds}).as_dict()}
+             **detect_phases(r.metrics, **{"n_test": test_set_size(r), **thresholds}).as_dict()}
             for r in runs]
     return pd.DataFrame(rows, columns=["model", "seed", *PHASE_FIELDS])
 
 
-def _n_test(run: "RunData") -> int:
+def test_set_size(run: "RunData") -> int:
     """The run's number of test images (``n_test`` None means all 10,000 of CIFAR-10)."""
     return int(run.config.get("n_test") or 10000)
 
@@ -242,11 +241,6 @@ def mean_band(runs: list["RunData"], column: str,
         raise ValueError(f"band must be 'minmax' or 'std', got {band!r}")
     out = pd.DataFrame({"mean": mean, "low": low, "high": high, "n": values.count(axis=1)})
     return out.rename_axis("epoch").reset_index()
-
-
-def split_columns(metric: str = "acc") -> list[str]:
-    """The four split columns of ``metric`` ("acc" or "loss"), in the order clean, noisy, noisy_true, test."""
-    return [f"{s}_{metric}" for s in SPLITS]
 
 
 def _first_at_least(values: np.ndarray, level: float, after: int = 0) -> int | None:

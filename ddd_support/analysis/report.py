@@ -10,7 +10,7 @@ import pandas as pd
 
 from .large_activation import (correlation_table, dominant_neuron, emergence_epoch,
                                large_activation_table, largest_layer)
-from .phases import Phases, detect_phases
+from .phases import Phases, detect_phases, test_set_size
 from ..noise import transition_matrix
 from .rundata import RunData, load_run
 from .separation import layer_separation, separation_summary, separation_table
@@ -22,7 +22,7 @@ def analyze(run_dir: str | os.PathLike | RunData, write_figures: bool = True,
             threshold: float = 100.0) -> str:
     """The three summaries of a run as text; with ``write_figures`` also PNGs in ``<run_dir>/figures/``."""
     run = run_dir if isinstance(run_dir, RunData) else load_run(run_dir)
-    phases = detect_phases(run.metrics, n_test=int(run.config.get("n_test") or 10000))
+    phases = detect_phases(run.metrics, n_test=test_set_size(run))
     sep = layer_separation(separation_table(run, by="true"))
     table = large_activation_table(run, threshold=threshold)
     corr = correlation_table(run)

@@ -11,7 +11,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from ..config import MODEL_DEPTHS, MODEL_WIDTH_FACTORS, MODELS
+from ..config import MODELS, model_widths
 from ..errors import RunDirError
 from ..recording import METRIC_COLUMNS, SCHEMA_VERSION, read_json
 
@@ -48,10 +48,7 @@ class RunData:
     @property
     def widths(self) -> tuple[int, ...]:
         """Hidden-layer widths."""
-        if self.config.get("hidden_widths"):
-            return tuple(int(w) for w in self.config["hidden_widths"])
-        width = int(self.config["base_width"]) * MODEL_WIDTH_FACTORS[self.model]
-        return (width,) * MODEL_DEPTHS[self.model]
+        return model_widths(self.model, int(self.config.get("base_width", 0)), self.config.get("hidden_widths"))
 
     @property
     def n_layers(self) -> int:
