@@ -2,6 +2,7 @@
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 PROFILE ?= smoke
+FRESH   ?=
 
 .PHONY: install test book train clean
 
@@ -20,7 +21,7 @@ train: install                       ## train the three models of PROFILE into r
 	$(PY) -m ddd_support train --profile $(PROFILE)
 
 book: install                        ## execute every chapter with papermill, then build the HTML
-	$(PY) -m ddd_support.book --profile $(PROFILE)
+	$(PY) -m ddd_support.book --profile $(PROFILE) $(if $(FRESH),--fresh)
 
 clean:
 	rm -rf _build runs

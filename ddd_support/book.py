@@ -1,6 +1,8 @@
 """Run the book: execute every chapter in order with papermill, then build the HTML.
 
-    python -m ddd_support.book --profile smoke -p epochs_note "..." -p seed 1
+    python -m ddd_support.book                      # 01-02 train smoke; 03-06 read the reference
+    python -m ddd_support.book --fresh              # 03-06 analyse the runs 02 just trained
+    python -m ddd_support.book --profile cpu --fresh -p seeds '[0, 1, 2]'
 
 Steps, each printed on the console as it happens:
 
@@ -8,7 +10,10 @@ Steps, each printed on the console as it happens:
 2. convert each MyST-markdown chapter ``book/<name>.md`` to a notebook (jupytext);
 3. execute it with papermill (kernel ``python3``, working directory ``--out``), passing
    ``profile``, ``run_root`` and every ``-p KEY VALUE`` the chapter declares in its
-   ``parameters`` cell; the executed notebook is written to
+   ``parameters`` cell. The analysis chapters (those that declare ``run_dirs``) keep their
+   own run selection (the committed reference in ``reference/``) unless ``--fresh`` is given;
+   with ``--fresh`` they analyse the runs of ``--profile`` under ``--runs`` (seed 0 unless
+   ``-p seeds`` says otherwise). The executed notebook is written to
    ``<out>/_build/executed/book/<name>.ipynb``, even when a cell fails;
 4. copy ``_config.yml``, ``_toc.yml`` and the non-notebook files of ``book/`` next to the
    executed notebooks, so ``<out>/_build/executed`` is a complete book source;
@@ -33,11 +38,15 @@ from typing import Any, Iterable
 import yaml
 
 from .config import PROFILES
+from .reference import REFERENCE_INDEX, REFERENCE_ROOT, is_reference_root
 
 #: The project root: where ``_config.yml``, ``_toc.yml`` and ``book/`` live.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-#: Parameters the runner sets in every chapter that declares them.
-RUNNER_PARAMETERS = ("profile", "run_root")
+#: Parameters that choose which runs a chapter trains or reads: the analysis chapters get them
+#: only with ``fresh`` (otherwise they read the reference their parameters cell names).
+RUN_SELECTION = ("profile", "run_root", "seeds", "models", "overrides")
+#: A chapter that declares this parameter analyses runs (rather than training them).
+ANALYSIS_MARKER = "run_dirs"
 
 
 class BookError(RuntimeError):
@@ -139,8 +148,12 @@ def build_html(source: Path, out: Path) -> None:
 def run_book(profile: str = "smoke", parameters: dict[str, Any] | None = None,
              out: str | os.PathLike = PROJECT_ROOT, runs: str | os.PathLike | None = None,
              chapters: Iterable[str] | None = None, html: bool = True, timeout: int | None = None,
-             root: Path = PROJECT_ROOT, execute: bool = True) -> Path:
-    """Execute the chapters in order and build the HTML; returns the HTML folder."""
+             root: Path = PROJECT_ROOT, execute: bool = True, fresh: bool = False) -> Path:
+    """Execute the chapters in order and build the HTML; returns the HTML folder.
+
+    Without ``fresh`` the analysis chapters read the committed reference runs; with it they
+    analyse the runs of ``profile`` that the training chapter writes under ``runs``.
+    """
     if profile not in PROFILES:
         raise BookError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
     out = Path(out).resolve()
@@ -153,11 +166,16 @@ def run_book(profile: str = "smoke", parameters: dict[str, Any] | None = None,
         if unknown:
             raise BookError(f"unknown chapter(s) {unknown}; chapters: {[Path(n).name for n in names]}")
     wanted = [n for n in names if not chapters or Path(n).name in set(chapters)]
-    common = {"profile": profile, "run_root": run_root, **(parameters or {})}
+    common = {"profile": profile, "run_root": run_root, "seeds": [0], **(parameters or {})}
     _check_parameters(root, names, parameters or {})
+    if not fresh and not is_reference_root(REFERENCE_ROOT):
+        raise BookError(f"no reference runs in {REFERENCE_ROOT} ({REFERENCE_INDEX} is missing); "
+                        "run with --fresh to analyse the runs the book trains")
 
     stage_source(root, source)
-    print(f"book: profile {profile}, runs in {run_root}, executed notebooks in {source}", flush=True)
+    analysed = f"runs of {profile} in {run_root}" if fresh else f"the reference in {REFERENCE_ROOT.name}/"
+    print(f"book: training profile {profile}, runs in {run_root}; analysis chapters read {analysed}; "
+          f"executed notebooks in {source}", flush=True)
     t_start = time.perf_counter()
     for i, name in enumerate(wanted if execute else [], 1):
         md = root / f"{name}.md"
@@ -169,8 +187,7 @@ def run_book(profile: str = "smoke", parameters: dict[str, Any] | None = None,
             continue
         import jupytext
 
-        declared = declared_parameters(jupytext.read(md))
-        given = {k: v for k, v in common.items() if k in declared}
+        given = chapter_parameters(declared_parameters(jupytext.read(md)), common, fresh)
         shown = ", ".join(f"{k}={v!r}" for k, v in given.items())
         print(f"[{i}/{len(wanted)}] {name}: executing ({shown})", flush=True)
         seconds = execute_chapter(md, target, given, out, timeout)
@@ -188,6 +205,13 @@ def run_book(profile: str = "smoke", parameters: dict[str, Any] | None = None,
     html_dir = out / "_build" / "html"
     print(f"book: HTML built in {time.perf_counter() - t0:.1f} s: {html_dir / 'index.html'}", flush=True)
     return html_dir
+
+
+def chapter_parameters(declared: set[str], common: dict[str, Any], fresh: bool) -> dict[str, Any]:
+    """The parameters one chapter receives: those of ``common`` it declares, except that an
+    analysis chapter keeps its own run selection (the reference) unless ``fresh``."""
+    keep_own = not fresh and ANALYSIS_MARKER in declared
+    return {k: v for k, v in common.items() if k in declared and not (keep_own and k in RUN_SELECTION)}
 
 
 def _check_parameters(root: Path, names: list[str], parameters: dict[str, Any]) -> None:
@@ -232,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder that receives _build/executed and _build/html (default: the project root)")
     parser.add_argument("--runs", default=None,
                         help="root folder of run directories (default: OUT/runs)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="the analysis chapters analyse the runs of --profile trained by the book, "
+                             "instead of the committed reference runs")
     parser.add_argument("--chapter", action="append", metavar="NAME",
                         help="execute only this chapter (e.g. 03_loss_decomposition); repeat for several")
     parser.add_argument("--no-html", action="store_true", help="execute the chapters, skip the HTML build")
@@ -253,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         run_book(args.profile, params, args.out, args.runs, args.chapter, not args.no_html, args.timeout,
-                 execute=not args.html_only)
+                 execute=not args.html_only, fresh=args.fresh)
     except BookError as exc:
         print(f"book: FAILED: {exc}", file=sys.stderr, flush=True)
         return 1

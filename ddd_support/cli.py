@@ -1,13 +1,16 @@
-"""Command line: ``python -m ddd_support {train,profiles} ...``."""
+"""Command line: ``python -m ddd_support {train,profiles,analyze,export-reference} ...``."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from .config import MODELS, PROFILES, TrainConfig, parse_overrides
+from .data import load_cifar10
 from .errors import DDDError
+from .recording import CHECKPOINT_INDEX, read_json
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,11 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
     an = sub.add_parser("analyze", help="print phases, separation and large-activation summaries of runs")
     an.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directory, e.g. runs/smoke/mlp7/seed0")
     an.add_argument("--no-figures", action="store_true", help="do not write PNGs into RUN_DIR/figures/")
-    ex = sub.add_parser("export-reference", help="write compact copies of finished runs (no checkpoints)")
+    ex = sub.add_parser("export-reference", help="write compact copies of finished runs (no checkpoints), "
+                                                        "their ablation, an index and summary tables")
     ex.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     ex.add_argument("--dest", required=True, help="root folder of the compact copies")
     ex.add_argument("--max-snapshots", type=int, default=12, help="snapshots kept per run (default 12)")
     ex.add_argument("--top-k", type=int, default=2, help="top neurons kept per layer (default 2)")
+    ex.add_argument("--no-ablation", action="store_true",
+                    help="do not compute the ablation (it needs the checkpoint and the data set)")
     return parser
 
 
@@ -71,10 +77,16 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .reference import export_reference
+    from .reference import export_reference, write_reference_index
 
+    arrays = None
     for run_dir in args.run_dirs:
-        print(export_reference(run_dir, args.dest, args.max_snapshots, args.top_k), flush=True)
+        if arrays is None and not args.no_ablation and (Path(run_dir) / CHECKPOINT_INDEX).exists():
+            cfg = TrainConfig.from_dict(read_json(Path(run_dir) / "config.json")["config"])
+            arrays = load_cifar10(cfg.data_root, cfg.data_source, progress=False)
+        print(export_reference(run_dir, args.dest, args.max_snapshots, args.top_k, arrays,
+                               ablation=not args.no_ablation), flush=True)
+    print(write_reference_index(args.dest), flush=True)
     return 0
 
 

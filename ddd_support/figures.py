@@ -79,6 +79,19 @@ def epoch_axis(ax: plt.Axes, last_epoch: float | None = None, label: str = EPOCH
     ax.set_xlabel(label)
 
 
+def log_y_axis(ax: plt.Axes) -> None:
+    """Logarithmic y axis labelled in plain numbers (10, 20, 30, 50, ...), also between decades."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+
+    def minor(v: float, _: int) -> str:  # every minor tick within a decade, else 2, 3 and 5 only
+        low, high = ax.get_ylim()
+        narrow = low > 0 and high / low < 10
+        return f"{v:g}" if narrow or f"{v:g}"[0] in "235" else ""
+
+    ax.yaxis.set_minor_formatter(FuncFormatter(minor))
+
+
 def outside_legend(ax: plt.Axes, **kwargs: Any) -> None:
     """Legend to the right of the axes, so it never hides a curve."""
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, borderaxespad=0, **kwargs)
@@ -206,6 +219,44 @@ def _separation_finding(pivot: pd.DataFrame) -> str:
             f"in layer {first_layer}, {last.iloc[-1]:.2f} in layer {last_layer}")
 
 
+#: One colour per model, wherever models share an axis.
+MODEL_COLORS: dict[str, str] = {"mlp3": OKABE_ITO["orange"], "mlp5": OKABE_ITO["bluish green"],
+                                "mlp7": OKABE_ITO["blue"]}
+
+
+@styled
+def plot_seed_spread(table: pd.DataFrame, x: str, y: str, ylabel: str, title: str,
+                     xlabel: str | None = None, log_epochs: bool = False, log_y: bool = False) -> Figure:
+    """Across seeds, per model: the mean of ``y`` against ``x`` with a min-max band.
+
+    ``table`` has one row per model, seed and ``x`` (e.g. layer or epoch); only the ``x``
+    values that every seed of a model has are drawn. ``log_epochs`` draws ``x`` on the
+    book's epoch axis.
+    """
+    fig, ax = plt.subplots(layout="constrained", figsize=(9, 4.5))
+    for model, rows in table.groupby("model", sort=False):
+        n = rows["seed"].nunique()
+        shared = rows.groupby(x)["seed"].nunique() == n   # only x values every seed has
+        stats = rows[rows[x].isin(shared.index[shared])].groupby(x)[y].agg(["mean", "min", "max"])
+        color = MODEL_COLORS.get(str(model), OKABE_ITO["black"])
+        ax.plot(stats.index, stats["mean"], marker="o", ms=4, color=color,
+                label=f"{str(model).upper()} (mean of {n} seed{'s' if n > 1 else ''})")
+        if n > 1:
+            ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.2, lw=0)
+    if log_epochs:
+        epoch_axis(ax, float(table[x].max()))
+    else:
+        ax.set_xlabel(xlabel or x)
+        ax.xaxis.set_major_locator(FixedLocator(sorted(table[x].unique())))
+    values = table[y].to_numpy(dtype=float)
+    if log_y and np.nanmin(values) > 0 and np.nanmax(values) / np.nanmin(values) > 10:
+        log_y_axis(ax)  # within one decade a linear axis reads better
+    ax.set_ylabel(ylabel)
+    outside_legend(ax, title="band: min to max over seeds")
+    ax.set_title(title)
+    return fig
+
+
 # --------------------------------------------------------------------------- large activation
 @styled
 def plot_large_activation(table: pd.DataFrame, metrics: pd.DataFrame, quantity: str = "ratio",
@@ -218,9 +269,7 @@ def plot_large_activation(table: pd.DataFrame, metrics: pd.DataFrame, quantity: 
     for color, layer in zip(layer_colors(len(layers)), layers):
         t = table[table["layer"] == layer].sort_values("epoch")
         ax.plot(t["epoch"], t[quantity], marker="o", ms=3, color=color, label=f"layer {layer}")
-    ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(f"{v:g}")[0] in "25" else ""))
+    log_y_axis(ax)
     epoch_axis(ax, float(max(table["epoch"].max(), metrics["epoch"].max())))
     reference = REFERENCE_NAMES.get(table.attrs.get("reference", "median_nonzero"), "reference")
     ax.set_ylabel(f"top neuron / {reference} (ratio)" if quantity == "ratio"

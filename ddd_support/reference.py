@@ -4,7 +4,13 @@ A reference run keeps the run-directory layout (so ``analysis.load_run`` reads i
 ``config.json`` (plus a ``reference`` entry saying what was left out), ``metrics.csv``,
 ``labels.npz``, ``probe.npz``, and at most ``max_snapshots`` snapshots, thinned evenly in
 log-epoch, whose arrays are stored in float16 with only the class means the separation
-analysis needs and the activations of the top ``top_k`` neurons. No checkpoints.
+analysis needs and the activations of the top ``top_k`` neurons. No checkpoints: the ablation,
+which needs the weights, is computed at export time and kept as ``ablation.csv``.
+
+A reference root (``reference/`` in the project) also holds ``reference.json``, an index of
+its runs with the command that produced them, and ``<profile>/tables/*.csv``, the summary
+tables of ``ddd_support.analysis.tables`` over all seeds. Its presence marks the folder as a
+reference: the analysis chapters read runs from it and never train into it.
 """
 
 from __future__ import annotations
@@ -12,10 +18,21 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .recording import atomic_savez, atomic_write_json, now_iso, read_json, run_directory
+if TYPE_CHECKING:
+    from .data import CifarArrays
+
+from .errors import RunDirError
+from .recording import (CHECKPOINT_INDEX, atomic_savez, atomic_write_json, atomic_write_text, now_iso,
+                        read_json, run_directory)
+
+#: The project's committed reference runs.
+REFERENCE_ROOT = Path(__file__).resolve().parent.parent / "reference"
+#: The index file that marks a folder as a reference root.
+REFERENCE_INDEX = "reference.json"
 
 #: Snapshot keys (after the ``l{layer}_`` prefix) kept in a reference run.
 KEPT_MEANS: tuple[str, ...] = ("mean_clean", "mean_noisy")
@@ -51,8 +68,13 @@ def compact_snapshot(snapshot: dict[str, np.ndarray], top_k: int) -> dict[str, n
 
 
 def export_reference(run_dir: str | os.PathLike, dest: str | os.PathLike, max_snapshots: int = 12,
-                     top_k: int = 2) -> Path:
-    """Write the compact copy of a complete run under ``dest``; returns its directory."""
+                     top_k: int = 2, cifar: "CifarArrays | None" = None, ablation: bool = True) -> Path:
+    """Write the compact copy of a complete run under ``dest``; returns its directory.
+
+    If ``ablation`` and the run has a checkpoint, the ablation of its largest layer's top neuron
+    (zero, five random neurons as control) is computed from it and stored as ``ablation.csv``; ``cifar``
+    (the data set, as ``load_cifar10`` returns it) saves loading it once per run.
+    """
     source = Path(run_dir)
     state = read_json(source / "config.json")
     cfg = state["config"]
@@ -71,4 +93,68 @@ def export_reference(run_dir: str | os.PathLike, dest: str | os.PathLike, max_sn
                           "class_means_kept": list(KEPT_MEANS), "float16": list(HALF_PRECISION_KEYS),
                           "checkpoints": "not included", "exported": now_iso()}
     atomic_write_json(target / "config.json", state)
+    if ablation and (source / CHECKPOINT_INDEX).exists():
+        state["reference"]["ablation"] = _store_ablation(source, target, cifar)
+        atomic_write_json(target / "config.json", state)
     return target
+
+
+def _store_ablation(source: Path, target: Path, cifar: "CifarArrays | None") -> dict:
+    """Ablate the top neuron of the largest layer (as chapter 05 does) and write ``target/ablation.csv``."""
+    from .analysis import load_run
+    from .analysis.ablation import STORED_ABLATION, ablate_neuron
+    from .analysis.large_activation import large_activation_table, largest_layer
+
+    layer = largest_layer(large_activation_table(load_run(target)))
+    table = ablate_neuron(load_run(source), layer, mode="zero", n_random=5, arrays=cifar)
+    atomic_write_text(target / STORED_ABLATION, table.to_csv(index=False, float_format="%.17g"))
+    return {"file": STORED_ABLATION, "layer": layer, "mode": "zero", "n_random": 5,
+            "epoch": int(table["epoch"].iloc[0])}
+
+
+def is_reference_root(path: str | os.PathLike) -> bool:
+    """True if ``path`` is a reference root (it holds ``reference.json``)."""
+    return (Path(path) / REFERENCE_INDEX).is_file()
+
+
+def write_reference_index(dest: str | os.PathLike) -> Path:
+    """Index every run under ``dest`` in ``dest/reference.json`` and write each profile's summary tables."""
+    from .analysis import find_runs, load_runs
+    from .analysis.tables import write_summary_tables
+
+    dest = Path(dest)
+    runs = load_runs(find_runs(dest))
+    if not runs:
+        raise RunDirError(f"no runs under {dest}; export some first")
+    index: dict = {"written": now_iso(), "profiles": {}}
+    for profile in sorted({r.profile for r in runs}):
+        group = [r for r in runs if r.profile == profile]
+        seeds = sorted({r.seed for r in group})
+        models = [m for m in dict.fromkeys(r.model for r in group)]
+        write_summary_tables(group, dest / profile / "tables")
+        index["profiles"][profile] = {
+            "models": models, "seeds": seeds,
+            "produced_by": [f"python -m ddd_support train --profile {profile} --seed {s}" for s in seeds],
+            "overrides": sorted({k for r in group for k in _overridden(r)}),
+            "runs": [{"model": r.model, "seed": r.seed, "path": str(r.path.relative_to(dest)),
+                      "epochs": int(r.metrics["epoch"].max()), "status": r.status,
+                      "device": r.provenance.get("device_name") or r.provenance.get("device"),
+                      "torch": r.provenance.get("torch_version"),
+                      "threads": r.provenance.get("torch_threads"),
+                      "git_commit": r.provenance.get("git_commit"),
+                      "start_time": r.provenance.get("start_time"), "end_time": r.provenance.get("end_time")}
+                     for r in group],
+            "tables": sorted(p.name for p in (dest / profile / "tables").glob("*.csv")),
+        }
+    atomic_write_json(dest / REFERENCE_INDEX, index)
+    return dest / REFERENCE_INDEX
+
+
+def _overridden(run) -> list[str]:
+    """Config keys of ``run`` that differ from its profile's values (empty: exactly the profile)."""
+    from .config import PROFILES
+
+    if run.profile not in PROFILES:
+        return ["profile"]
+    expected = PROFILES[run.profile].config(run.model, run.seed).to_dict()
+    return [k for k, v in run.config.items() if k in expected and expected[k] != v and k != "progress"]

@@ -8,8 +8,9 @@ from typing import Any, Iterable
 
 from . import data as data_mod
 from .config import MODELS, TrainConfig, get_profile
-from .errors import ConfigError
+from .errors import ConfigError, RunDirError
 from .recording import read_json, run_directory
+from .reference import REFERENCE_INDEX, is_reference_root
 from .training import state_is_complete, train
 
 
@@ -48,3 +49,24 @@ def is_complete(cfg: TrainConfig, out: str | os.PathLike) -> bool:
     """True if the run directory of ``cfg`` under ``out`` holds a complete run of its epochs."""
     path = run_directory(out, cfg.profile, cfg.model, cfg.seed) / "config.json"
     return path.exists() and state_is_complete(read_json(path), cfg.epochs)
+
+
+def runs_for(profile: str, models: Iterable[str] | None = None, seeds: Iterable[int] = (0,),
+             overrides: dict[str, Any] | None = None, run_root: str | os.PathLike = "runs") -> list[Path]:
+    """The run directories the analysis chapters read: trained (or resumed) under ``run_root``,
+    or, if ``run_root`` is a reference root, found there (never trained into it)."""
+    if not is_reference_root(run_root):
+        return train_profile(profile, models, seeds, overrides, out=run_root)
+    if overrides:
+        raise ConfigError(f"{run_root} holds reference runs, which cannot be changed by overrides "
+                          f"{sorted(overrides)}; train your own runs and point run_root at them")
+    wanted = [(m, s) for m in (list(models) if models else get_profile(profile).models) for s in seeds]
+    dirs = [run_directory(run_root, profile, m, s) for m, s in wanted]
+    missing = [f"{m} seed {s}" for (m, s), d in zip(wanted, dirs) if not (d / "config.json").exists()]
+    if missing:
+        index = read_json(Path(run_root) / REFERENCE_INDEX).get("profiles", {})
+        have = {p: f"{', '.join(v['models'])} x seeds {v['seeds']}" for p, v in index.items()}
+        raise RunDirError(f"the reference in {run_root} has no {profile} run of {', '.join(missing)} "
+                          f"(it holds: {have}); train them with `python -m ddd_support train --profile "
+                          f"{profile}` and set run_root to your runs folder")
+    return dirs

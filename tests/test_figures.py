@@ -178,3 +178,32 @@ def test_sample_grid_titles_show_true_and_trained_labels():
 def test_every_figure_function_returns_a_figure():
     assert isinstance(fg.plot_separation_curves(layer_table()), Figure)
     assert isinstance(fg.plot_four_way(metrics()), Figure)
+
+
+def spread_table() -> pd.DataFrame:
+    rows = [("mlp5", 0, l, -0.1 * l) for l in (1, 2, 3, 4)] + [("mlp5", 1, l, -0.2 * l) for l in (1, 2, 3, 4)]
+    rows += [("mlp7", 0, l, -0.3 * l) for l in range(1, 7)] + [("mlp7", 1, l, -0.3 * l) for l in range(1, 6)]
+    return pd.DataFrame(rows, columns=["model", "seed", "layer", "change"])
+
+
+def test_seed_spread_draws_mean_and_band_per_model_over_shared_x_only():
+    ax = fg.plot_seed_spread(spread_table(), x="layer", y="change", ylabel="change", title="t").axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    mlp5, mlp7 = lines["MLP5 (mean of 2 seeds)"], lines["MLP7 (mean of 2 seeds)"]
+    np.testing.assert_allclose(mlp5.get_ydata(), [-0.15, -0.3, -0.45, -0.6])
+    assert list(mlp7.get_xdata()) == [1, 2, 3, 4, 5]       # layer 6 only in seed 0: left out
+    assert mlp5.get_color() == fg.MODEL_COLORS["mlp5"]
+    band = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    assert len(band) == 2
+    low, high = band[0].get_paths()[0].vertices[:, 1].min(), band[0].get_paths()[0].vertices[:, 1].max()
+    assert (low, high) == pytest.approx((-0.8, -0.1))
+
+
+def test_seed_spread_of_one_seed_draws_no_band_and_can_use_log_axes():
+    one = spread_table().query("seed == 0").rename(columns={"layer": "epoch"}).assign(change=lambda t: -t["change"])
+    ax = fg.plot_seed_spread(one, x="epoch", y="change", ylabel="r", title="t", log_epochs=True, log_y=True).axes[0]
+    assert not [c for c in ax.collections if isinstance(c, PolyCollection)]
+    assert ax.get_xscale() == "symlog" and ax.get_yscale() == "log"    # 0.1 to 1.8: over a decade
+    narrow = one.assign(change=lambda t: 10 + t["change"])
+    ax = fg.plot_seed_spread(narrow, x="epoch", y="change", ylabel="r", title="t", log_y=True).axes[0]
+    assert ax.get_yscale() == "linear"

@@ -1,15 +1,22 @@
 """Compact reference copies of runs: thinned, half precision, still readable by the analyses."""
 
+import json
+
 import numpy as np
 import pandas as pd
+import pytest
 
-from ddd_support.analysis.large_activation import correlation_table, large_activation_table
+from ddd_support.analysis.ablation import ablate_neuron, ablation_for, stored_ablation
+from ddd_support.analysis.large_activation import correlation_table, large_activation_table, largest_layer
 from ddd_support.analysis.rundata import load_run
 from ddd_support.analysis.separation import layer_separation, separation_table
-from ddd_support.reference import export_reference, thin_epochs
+from ddd_support.analysis.tables import claim_counts
+from ddd_support.errors import CheckpointError, ConfigError, RunDirError
+from ddd_support.reference import export_reference, thin_epochs, write_reference_index
+from ddd_support.runner import runs_for
 from ddd_support.training import train
 
-from .conftest import tiny_config
+from .conftest import tiny_config, write_image_folder
 
 
 def test_thinning_keeps_first_and_last_and_at_most_the_count():
@@ -21,7 +28,7 @@ def test_thinning_keeps_first_and_last_and_at_most_the_count():
 
 def test_reference_copy_is_smaller_and_reads_as_a_run(tmp_path, synthetic_arrays):
     run_dir = train(tiny_config(epochs=12, base_width=32, top_k=4), tmp_path / "runs", synthetic_arrays)
-    ref_dir = export_reference(run_dir, tmp_path / "ref", max_snapshots=4, top_k=2)
+    ref_dir = export_reference(run_dir, tmp_path / "ref", max_snapshots=4, top_k=2, ablation=False)
     size = lambda d: sum(f.stat().st_size for f in d.rglob("*") if f.is_file())  # noqa: E731
     assert size(ref_dir) < size(run_dir) / 4
     assert not list(ref_dir.glob("checkpoint*"))
@@ -35,7 +42,7 @@ def test_reference_copy_is_smaller_and_reads_as_a_run(tmp_path, synthetic_arrays
 
 def test_analyses_give_the_same_answers_on_the_reference_copy(tmp_path, synthetic_arrays):
     run_dir = train(tiny_config(epochs=6, base_width=32), tmp_path / "runs", synthetic_arrays)
-    ref = load_run(export_reference(run_dir, tmp_path / "ref", max_snapshots=20))
+    ref = load_run(export_reference(run_dir, tmp_path / "ref", max_snapshots=20, ablation=False))
     run = load_run(run_dir)
     full = layer_separation(separation_table(run))
     compact = layer_separation(separation_table(ref))
@@ -44,9 +51,58 @@ def test_analyses_give_the_same_answers_on_the_reference_copy(tmp_path, syntheti
     np.testing.assert_allclose(correlation_table(ref)["pearson"], correlation_table(run)["pearson"], atol=1e-2)
 
 
-def test_export_command_writes_the_compact_copy(tmp_path, synthetic_arrays):
+def test_export_command_writes_copy_ablation_index_and_tables(tmp_path):
     from ddd_support.cli import main
 
-    run_dir = train(tiny_config(epochs=4, base_width=16), tmp_path / "runs", synthetic_arrays)
+    data_root = write_image_folder(tmp_path / "images", per_class=4)
+    cfg = tiny_config(epochs=4, base_width=16, data_root=str(data_root), probe_per_class=1)
+    run_dir = train(cfg, tmp_path / "runs")
     assert main(["export-reference", str(run_dir), "--dest", str(tmp_path / "ref"), "--max-snapshots", "3"]) == 0
-    assert len(load_run(tmp_path / "ref" / "test" / "mlp3" / "seed0").snapshot_epochs) == 3
+    ref = load_run(tmp_path / "ref" / "test" / "mlp3" / "seed0")
+    assert len(ref.snapshot_epochs) == 3
+    stored = ablation_for(ref, layer=int(stored_ablation(ref)["layer"].iloc[0]))
+    assert list(stored["label"][:2]) == ["baseline", "large neuron"] and stored["epoch"].iloc[0] == 4
+    index = json.loads((tmp_path / "ref" / "reference.json").read_text())
+    assert index["profiles"]["test"]["seeds"] == [0]
+    assert {"phases.csv", "claims.csv"} <= set(index["profiles"]["test"]["tables"])
+
+
+def test_stored_ablation_is_the_checkpoint_s_ablation(tmp_path, synthetic_arrays):
+    run_dir = train(tiny_config(epochs=5, base_width=16), tmp_path / "runs", synthetic_arrays)
+    ref = load_run(export_reference(run_dir, tmp_path / "ref", cifar=synthetic_arrays))
+    layer = largest_layer(large_activation_table(ref))
+    direct = ablate_neuron(load_run(run_dir), layer, arrays=synthetic_arrays)
+    pd.testing.assert_frame_equal(ablation_for(ref, layer), direct, check_dtype=False)
+    with pytest.raises(CheckpointError, match="mode 'zero'"):
+        ablation_for(ref, layer, mode="mean")
+    (ref.path / "ablation.csv").unlink()
+    with pytest.raises(CheckpointError, match="neither a checkpoint"):
+        ablation_for(ref, layer)
+
+
+def test_index_lists_runs_and_tables_cover_every_seed(tmp_path, synthetic_arrays):
+    for seed in (0, 1):
+        run_dir = train(tiny_config(seed=seed, epochs=4), tmp_path / "runs", synthetic_arrays)
+        export_reference(run_dir, tmp_path / "ref", ablation=False)
+    index = json.loads(write_reference_index(tmp_path / "ref").read_text())["profiles"]["test"]
+    assert index["seeds"] == [0, 1] and len(index["runs"]) == 2
+    assert index["produced_by"][1] == "python -m ddd_support train --profile test --seed 1"
+    phases = pd.read_csv(tmp_path / "ref" / "test" / "tables" / "phases.csv")
+    assert sorted(phases["seed"]) == [0, 1]
+    claims = pd.read_csv(tmp_path / "ref" / "test" / "tables" / "claims.csv")
+    counts = claim_counts(claims)
+    assert counts.shape == (claims["claim"].nunique(), 1)
+    assert all(c.endswith("/2") for c in counts["mlp3"])
+
+
+def test_runs_for_reads_a_reference_and_never_trains_into_it(tmp_path, synthetic_arrays):
+    run_dir = train(tiny_config(epochs=3), tmp_path / "runs", synthetic_arrays)
+    export_reference(run_dir, tmp_path / "ref", ablation=False)
+    write_reference_index(tmp_path / "ref")
+    before = sorted(p for p in (tmp_path / "ref").rglob("*"))
+    assert runs_for("test", ["mlp3"], [0], None, tmp_path / "ref") == [tmp_path / "ref" / "test" / "mlp3" / "seed0"]
+    with pytest.raises(RunDirError, match="no test run of mlp3 seed 4"):
+        runs_for("test", ["mlp3"], [0, 4], None, tmp_path / "ref")
+    with pytest.raises(ConfigError, match="overrides"):
+        runs_for("test", ["mlp3"], [0], {"epochs": 5}, tmp_path / "ref")
+    assert sorted(p for p in (tmp_path / "ref").rglob("*")) == before

@@ -22,7 +22,7 @@ from ..data import CifarArrays, load_cifar10
 from ..errors import CheckpointError, RunDirError
 from ..evaluation import four_way_metrics
 from ..models import MLP, model_from_config
-from ..recording import SPLITS, load_checkpoint
+from ..recording import CHECKPOINT_INDEX, SPLITS, load_checkpoint
 from ..training import PreparedData, prepare_data, resolve_device
 from .rundata import RunData, load_run
 
@@ -133,3 +133,35 @@ def _check_same_data(run: RunData, data: PreparedData) -> None:
     if not same:
         raise RunDirError(f"the data given do not rebuild the training set recorded in {run.path}/labels.npz; "
                           "pass the CIFAR-10 copy (data_root) this run was trained on")
+
+
+#: File in a run directory holding an ablation computed while the checkpoint was at hand
+#: (reference runs carry no checkpoint; ``export_reference`` writes it).
+STORED_ABLATION = "ablation.csv"
+
+
+def stored_ablation(run: RunData) -> pd.DataFrame | None:
+    """The ablation table saved in the run directory, or None if there is none."""
+    path = run.path / STORED_ABLATION
+    return pd.read_csv(path) if path.exists() else None
+
+
+def ablation_for(run: RunData, layer: int, mode: Mode = "zero", n_random: int = 5,
+                 arrays: CifarArrays | None = None) -> pd.DataFrame:
+    """Ablate with the run's checkpoint if it has one, else read the table stored with it.
+
+    A stored table is used only if it was made for the same layer, mode and number of random
+    neurons; otherwise the error says what was stored.
+    """
+    if (run.path / CHECKPOINT_INDEX).exists():
+        return ablate_neuron(run, layer, mode=mode, n_random=n_random, arrays=arrays)
+    table = stored_ablation(run)
+    if table is None:
+        raise CheckpointError(f"{run.path} has neither a checkpoint nor a stored {STORED_ABLATION}; "
+                              "ablation needs the trained weights: train the run yourself")
+    stored = (int(table["layer"].iloc[0]), str(table["mode"].iloc[0]), int((table["label"] != "baseline").sum() - 1))
+    if stored != (layer, mode, n_random):
+        raise CheckpointError(f"{run.path}/{STORED_ABLATION} holds layer {stored[0]}, mode {stored[1]!r}, "
+                              f"{stored[2]} random neurons, not layer {layer}, mode {mode!r}, {n_random}; "
+                              "this run has no checkpoint to compute another one")
+    return table

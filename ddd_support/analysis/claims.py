@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from .large_activation import correlation_table, large_activation_table, largest_layer
-from .phases import Phases, detect_phases, test_set_size
+from .phases import Phases, detect_phases, test_noise_floor, test_set_size
 from .separation import layer_separation, separation_summary, separation_table
 
 if TYPE_CHECKING:
@@ -59,3 +59,41 @@ def describe_phases(model: str, p: Phases) -> str:
     if p.regeneralizes:
         return text + f", then recovers to {p.regen_acc:.1%} at epoch {p.regen_epoch}"
     return text + f" and ends at {p.final_test_acc:.1%} without recovering"
+
+
+# --------------------------------------------------------------------------- over seeds, in words
+def phases_over_seeds(phases: pd.DataFrame, n_test: int) -> str:
+    """One clause per model from a ``phase_table`` of several seeds: peak, dip, fit, gain, end (means)."""
+    parts = []
+    for model, rows in phases.groupby("model", sort=False):
+        fitted = int(rows["noisy_fit_end_epoch"].notna().sum())
+        parts.append(
+            f"{str(model).upper()} peaks at {rows['test_peak_acc'].mean():.1%} "
+            f"(epoch {rows['test_peak_epoch'].median():.0f}), dips to {rows['test_dip_acc'].mean():.1%}, "
+            f"fits 99% of the noisy labels in {fitted} of {len(rows)} seed(s), gains "
+            f"{rows['regen_gain'].mean():+.1%} after the fit and ends at {rows['final_test_acc'].mean():.1%}")
+    floor = test_noise_floor(float(phases["test_dip_acc"].mean()), n_test)
+    return "; ".join(parts) + (f" (means over seeds; with {n_test:,} test images a change under "
+                               f"{floor:.1%} is within sampling noise)")
+
+
+def separation_over_seeds(separation: pd.DataFrame) -> str:
+    """Per model, the mean change of the clean/noisy cosine in layer 1 and in the last layer."""
+    parts = []
+    for model, rows in separation.groupby("model", sort=False):
+        last_layer = int(rows["layer"].max())
+        first = rows.loc[rows["layer"] == 1, "change"].mean()
+        last = rows.loc[rows["layer"] == last_layer, "change"].mean()
+        parts.append(f"{str(model).upper()} {first:+.3f} in layer 1, {last:+.3f} in layer {last_layer}")
+    return "; ".join(parts)
+
+
+def large_activation_over_seeds(large: pd.DataFrame) -> str:
+    """Per model, the range of the top-neuron ratio over seeds, its layers, and input vs output |r|."""
+    parts = []
+    for model, rows in large.groupby("model", sort=False):
+        layers = ", ".join(str(int(v)) for v in rows["largest_layer"])
+        parts.append(f"{str(model).upper()} {rows['ratio'].min():.0f}x to {rows['ratio'].max():.0f}x "
+                     f"(layer {layers} of {int(rows['layers'].iloc[0])}; input |r| "
+                     f"{rows['input_r'].mean():.2f} vs output |r| {rows['output_r'].mean():.2f})")
+    return "; ".join(parts)
