@@ -134,7 +134,7 @@ def write_reference_index(dest: str | os.PathLike) -> Path:
         write_summary_tables(group, dest / profile / "tables")
         index["profiles"][profile] = {
             "models": models, "seeds": seeds,
-            "produced_by": [f"python -m ddd_support train --profile {profile} --seed {s}" for s in seeds],
+            "produced_by": list(dict.fromkeys(_train_command(r) for r in sorted(group, key=lambda r: r.seed))),
             "overrides": sorted({k for r in group for k in _overridden(r)}),
             "runs": [{"model": r.model, "seed": r.seed, "path": str(r.path.relative_to(dest)),
                       "epochs": int(r.metrics["epoch"].max()), "status": r.status,
@@ -148,6 +148,12 @@ def write_reference_index(dest: str | os.PathLike) -> Path:
         }
     atomic_write_json(dest / REFERENCE_INDEX, index)
     return dest / REFERENCE_INDEX
+
+
+def _train_command(run) -> str:
+    """The training command that makes ``run`` (its profile, seed and any value it changed)."""
+    sets = "".join(f" --set {k}={run.config[k]}" for k in _overridden(run) if k != "profile")
+    return f"python -m ddd_support train --profile {run.profile} --seed {run.seed}{sets}"
 
 
 def _overridden(run) -> list[str]:
