@@ -74,15 +74,20 @@ EPOCHS=${EPOCHS:-}
 say "(b) training mlp3, mlp5, mlp7 of the paper profile for ${EPOCHS:-300} epochs (${TRAIN_S}s allowed)"
 # the three models train side by side (separate processes share the GPU and fill each other's
 # launch gaps); each stops at the common time limit with the epochs done kept
+LIMIT=$(( $(left) - 60 ))
+[ "$LIMIT" -gt 10 ] || { say "no time left to train"; LIMIT=0; }
 for model in mlp3 mlp5 mlp7; do
-  timeout --signal=INT "$(( $(left) - 60 ))" $PYTHON -m ddd_support train --profile paper --model "$model" \
+  [ "$LIMIT" -gt 0 ] || break
+  timeout --signal=INT "$LIMIT" $PYTHON -m ddd_support train --profile paper --model "$model" \
     ${EPOCHS:+--set epochs=$EPOCHS} --set checkpoint_every="$CHECKPOINT_EVERY" ${TRAIN_ARGS:-} --out "$WORK/runs" --quiet \
     > "$WORK/train_$model.log" 2>&1 &
 done
 for model in mlp3 mlp5 mlp7; do
+  [ "$LIMIT" -gt 0 ] || break
   wait -n; say "a training process ended with status $? (124: stopped by its time limit; the epochs done are kept)"
 done
 for model in mlp3 mlp5 mlp7; do
+  [ -f "$WORK/train_$model.log" ] || continue
   grep -v "^Traceback\|^KeyboardInterrupt\|^  " "$WORK/train_$model.log" | sed "s/^/$model: /" | tee -a "$LOG"
 done
 for f in "$WORK"/runs/paper/*/seed*/metrics.csv; do

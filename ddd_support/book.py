@@ -168,9 +168,9 @@ def run_book(profile: str = "smoke", parameters: dict[str, Any] | None = None,
     wanted = [n for n in names if not chapters or Path(n).name in set(chapters)]
     common = {"profile": profile, "run_root": run_root, "seeds": [0], **(parameters or {})}
     _check_parameters(root, names, parameters or {})
-    if not fresh and not is_reference_root(REFERENCE_ROOT):
-        raise BookError(f"no reference runs in {REFERENCE_ROOT} ({REFERENCE_INDEX} is missing); "
-                        "run with --fresh to analyse the runs the book trains")
+    if not is_reference_root(REFERENCE_ROOT):  # chapters 03 and 06 compare with it even with --fresh
+        raise BookError(f"no reference runs in {REFERENCE_ROOT} ({REFERENCE_INDEX} is missing); restore "
+                        "the folder from the repository, or write it with `python -m ddd_support export-reference`")
 
     stage_source(root, source)
     analysed = f"runs of {profile} in {run_root}" if fresh else f"the reference in {REFERENCE_ROOT.name}/"

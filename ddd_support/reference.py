@@ -92,10 +92,13 @@ def export_reference(run_dir: str | os.PathLike, dest: str | os.PathLike, max_sn
     state["reference"] = {"exported_from_snapshots": available, "top_k": top_k,
                           "class_means_kept": list(KEPT_MEANS), "float16": list(HALF_PRECISION_KEYS),
                           "checkpoints": "not included", "exported": now_iso()}
-    atomic_write_json(target / "config.json", state)
+    atomic_write_json(target / "config.json", state)  # the ablation below loads the copy
     if ablation and (source / CHECKPOINT_INDEX).exists():
         state["reference"]["ablation"] = _store_ablation(source, target, cifar)
-        atomic_write_json(target / "config.json", state)
+    else:
+        state["reference"]["ablation"] = ("not computed: " + ("not asked for" if not ablation
+                                                              else "the run has no checkpoint"))
+    atomic_write_json(target / "config.json", state)
     return target
 
 

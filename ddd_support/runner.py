@@ -70,3 +70,16 @@ def runs_for(profile: str, models: Iterable[str] | None = None, seeds: Iterable[
                           f"(it holds: {have}); train them with `python -m ddd_support train --profile "
                           f"{profile}` and set run_root to your runs folder")
     return dirs
+
+
+def reference_runs(profile: str, seeds: Iterable[int], run_root: str | os.PathLike | None = None) -> list[Path]:
+    """Run directories of the committed reference (``run_root``, default the project's ``reference/``);
+    an error, never training, if the folder is not a reference root."""
+    from .reference import REFERENCE_ROOT
+
+    root = Path(run_root) if run_root is not None else REFERENCE_ROOT
+    if not is_reference_root(root):
+        raise RunDirError(f"{root} holds no reference runs ({REFERENCE_INDEX} is missing); write them with "
+                          "`python -m ddd_support export-reference RUN_DIR... --dest reference`")
+    models = read_json(root / REFERENCE_INDEX).get("profiles", {}).get(profile, {}).get("models")
+    return runs_for(profile, models, seeds, None, root)

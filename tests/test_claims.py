@@ -77,3 +77,5 @@ def test_over_seed_sentences_carry_the_means_and_counts():
     large = pd.DataFrame({"model": ["mlp3", "mlp3"], "ratio": [9.6, 14.2], "largest_layer": [1, 2],
                           "layers": [2, 2], "input_r": [0.8, 0.6], "output_r": [0.2, 0.3]})
     assert large_activation_over_seeds(large) == "MLP3 10x to 14x (layer 1, 2 of 2; input |r| 0.70 vs output |r| 0.25)"
+    assert large_activation_over_seeds(large.iloc[:1]).startswith("MLP3 10x (layer 1 of 2;")
+    assert "(one seed;" in phases_over_seeds(phases.iloc[:1], n_test=2000)

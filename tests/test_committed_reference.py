@@ -118,3 +118,30 @@ def test_image_statistics_beat_outputs_in_most_runs_but_not_in_two_cpu_mlp7_runs
     assert wins.mean() > 0.5
     cpu7 = tables["cpu"]["large_activation"].query("model == 'mlp7'")
     assert (cpu7["input_r"] <= cpu7["output_r"]).sum() == 2
+
+
+def test_paper_mlp3_recovery_passes_the_noise_test_only_just(tables):
+    mlp3 = tables["paper"]["phases"].set_index("model").loc["mlp3"]
+    floor = 2 * np.sqrt(2 * mlp3["test_dip_acc"] * (1 - mlp3["test_dip_acc"]) / 10000)
+    assert floor < mlp3["regen_gain"] < floor + 0.005
+
+
+def test_paper_mlp7_s_large_layer_separates_least_of_its_deep_layers_and_changes_neuron():
+    from ddd_support.analysis.large_activation import large_activation_table
+
+    sep = pd.read_csv(REFERENCE_ROOT / "paper" / "tables" / "separation.csv").query("model == 'mlp7'")
+    change = sep.set_index("layer")["change"]
+    large = pd.read_csv(REFERENCE_ROOT / "paper" / "tables" / "large_activation.csv").set_index("model")
+    assert large.loc["mlp7", "largest_layer"] == 4
+    assert change[4] > change[2] and change[4] > change[3]       # "layer 4 separates less than layers 2 and 3"
+    assert large.loc["mlp7", "same_neuron_fraction"] <= 0.2 + 1e-9  # "a different one at every snapshot"
+    run = load_runs(find_runs(REFERENCE_ROOT / "paper" / "mlp7"))[0]
+    t = large_activation_table(run).query("layer == 4").set_index("epoch")["ratio"]
+    assert t[50] == pytest.approx(31, abs=1)                        # "about 31x at epoch 50"
+
+
+def test_paper_runs_carry_no_ablation_and_say_so():
+    for run in load_runs(find_runs(REFERENCE_ROOT, profile="paper")):
+        state = json.loads((run.path / "config.json").read_text())
+        assert state["reference"]["ablation"] == "not computed: the run has no checkpoint"
+        assert not (run.path / "ablation.csv").exists()

@@ -13,7 +13,7 @@ from ddd_support.analysis.separation import layer_separation, separation_table
 from ddd_support.analysis.tables import claim_counts
 from ddd_support.errors import CheckpointError, ConfigError, RunDirError
 from ddd_support.reference import export_reference, thin_epochs, write_reference_index
-from ddd_support.runner import runs_for
+from ddd_support.runner import reference_runs, runs_for
 from ddd_support.training import train
 
 from .conftest import tiny_config, write_image_folder
@@ -60,8 +60,9 @@ def test_export_command_writes_copy_ablation_index_and_tables(tmp_path):
     assert main(["export-reference", str(run_dir), "--dest", str(tmp_path / "ref"), "--max-snapshots", "3"]) == 0
     ref = load_run(tmp_path / "ref" / "test" / "mlp3" / "seed0")
     assert len(ref.snapshot_epochs) == 3
-    stored = ablation_for(ref, layer=int(stored_ablation(ref)["layer"].iloc[0]))
+    stored = ablation_for(ref, layer=largest_layer(large_activation_table(ref)))
     assert list(stored["label"][:2]) == ["baseline", "large neuron"] and stored["epoch"].iloc[0] == 4
+    assert stored_ablation(ref) is not None
     index = json.loads((tmp_path / "ref" / "reference.json").read_text())
     assert index["profiles"]["test"]["seeds"] == [0]
     assert {"phases.csv", "claims.csv"} <= set(index["profiles"]["test"]["tables"])
@@ -106,3 +107,17 @@ def test_runs_for_reads_a_reference_and_never_trains_into_it(tmp_path, synthetic
     with pytest.raises(ConfigError, match="overrides"):
         runs_for("test", ["mlp3"], [0], {"epochs": 5}, tmp_path / "ref")
     assert sorted(p for p in (tmp_path / "ref").rglob("*")) == before
+    assert reference_runs("test", [0], tmp_path / "ref") == [tmp_path / "ref" / "test" / "mlp3" / "seed0"]
+    with pytest.raises(RunDirError, match="holds no reference runs"):
+        reference_runs("test", [0], tmp_path / "runs")
+    assert not (tmp_path / "runs" / "test" / "mlp3" / "seed1").exists()
+
+
+def test_export_without_a_checkpoint_says_the_ablation_is_missing(tmp_path, synthetic_arrays):
+    run_dir = train(tiny_config(epochs=3, checkpoint_every=100), tmp_path / "runs", synthetic_arrays)
+    for f in run_dir.glob("checkpoint*"):
+        f.unlink()
+    ref = load_run(export_reference(run_dir, tmp_path / "ref"))
+    assert stored_ablation(ref) is None
+    state = json.loads((ref.path / "config.json").read_text())
+    assert state["reference"]["ablation"] == "not computed: the run has no checkpoint"

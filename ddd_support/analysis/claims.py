@@ -41,7 +41,7 @@ def evaluate_claims(run: "RunData", threshold: float = 100.0) -> dict[str, bool]
         "noisy labels fitted (99%)": p.noisy_fit_end_epoch is not None,
         "test accuracy dips after a peak": p.test_dip_epoch is not None,
         "test accuracy recovers after the noisy fit (double descent)": p.regeneralizes,
-        "outer layer separates more than layer 1": bool(change.iloc[-1] < change.iloc[0]),
+        "outer layer separates more than layer 1": bool(change.iloc[-1] < min(change.iloc[0], 0.0)),
         f"a top neuron >= {threshold:g}x the median": bool(last.loc[layer, "ratio"] >= threshold),
         "...in the shallow half of the network": layer <= run.n_layers / 2,
         "...tracks the image more than the outputs":
@@ -73,7 +73,8 @@ def phases_over_seeds(phases: pd.DataFrame, n_test: int) -> str:
             f"fits 99% of the noisy labels in {fitted} of {len(rows)} seed(s), gains "
             f"{rows['regen_gain'].mean():+.1%} after the fit and ends at {rows['final_test_acc'].mean():.1%}")
     floor = test_noise_floor(float(phases["test_dip_acc"].mean()), n_test)
-    return "; ".join(parts) + (f" (means over seeds; with {n_test:,} test images a change under "
+    over = "means over seeds" if phases.groupby("model")["model"].size().max() > 1 else "one seed"
+    return "; ".join(parts) + (f" ({over}; with {n_test:,} test images a change under "
                                f"{floor:.1%} is within sampling noise)")
 
 
@@ -84,6 +85,7 @@ def separation_over_seeds(separation: pd.DataFrame) -> str:
         last_layer = int(rows["layer"].max())
         first = rows.loc[rows["layer"] == 1, "change"].mean()
         last = rows.loc[rows["layer"] == last_layer, "change"].mean()
+        first, last = round(first, 3) + 0.0, round(last, 3) + 0.0  # no "-0.000"
         parts.append(f"{str(model).upper()} {first:+.3f} in layer 1, {last:+.3f} in layer {last_layer}")
     return "; ".join(parts)
 
@@ -93,7 +95,8 @@ def large_activation_over_seeds(large: pd.DataFrame) -> str:
     parts = []
     for model, rows in large.groupby("model", sort=False):
         layers = ", ".join(str(int(v)) for v in rows["largest_layer"])
-        parts.append(f"{str(model).upper()} {rows['ratio'].min():.0f}x to {rows['ratio'].max():.0f}x "
+        low, high = f"{rows['ratio'].min():.0f}", f"{rows['ratio'].max():.0f}"
+        parts.append(f"{str(model).upper()} {low if low == high else f'{low}x to {high}'}x "
                      f"(layer {layers} of {int(rows['layers'].iloc[0])}; input |r| "
                      f"{rows['input_r'].mean():.2f} vs output |r| {rows['output_r'].mean():.2f})")
     return "; ".join(parts)
