@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from .data import CifarArrays
 
 from .errors import RunDirError
-from .recording import (CHECKPOINT_INDEX, atomic_savez, atomic_write_json, atomic_write_text, now_iso,
-                        read_json, run_directory)
+from .recording import (CHECKPOINT_INDEX, atomic_savez, atomic_write_json, atomic_write_text,
+                        config_differences, now_iso, read_json, run_directory)
 
 #: The project's committed reference runs.
 REFERENCE_ROOT = Path(__file__).resolve().parent.parent / "reference"
@@ -166,4 +166,4 @@ def _overridden(run) -> list[str]:
     if run.profile not in PROFILES:
         return ["profile"]
     expected = PROFILES[run.profile].config(run.model, run.seed).to_dict()
-    return [k for k, v in run.config.items() if k in expected and expected[k] != v and k != "progress"]
+    return list(config_differences(run.config, expected, ignore=frozenset({"progress"})))

@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from .large_activation import correlation_table, large_activation_table, largest_layer
 from .phases import Phases, detect_phases, test_noise_floor, test_set_size
-from .separation import layer_separation, separation_summary, separation_table
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from .rundata import RunData
 
 
@@ -28,24 +28,28 @@ def strongest_correlation(corr: pd.DataFrame, kind: str) -> float:
 
 def evaluate_claims(run: "RunData", threshold: float = 100.0) -> dict[str, bool]:
     """Each finding of Kubo et al. (2026) tested on ``run``: claim -> holds in this run."""
-    m = run.metrics
-    p = detect_phases(m, n_test=test_set_size(run))
-    change = separation_summary(layer_separation(separation_table(run))).set_index("layer")["change"]
-    large = large_activation_table(run, threshold=threshold)
-    layer = largest_layer(large)
-    last = large[large["epoch"] == large["epoch"].max()].set_index("layer")
-    corr = correlation_table(run)
-    clean50, noisy50 = first_epoch_at(m, "clean_acc"), first_epoch_at(m, "noisy_acc")
+    from .tables import large_activation_rows, separation_rows  # tables builds on this module
+
+    phases = detect_phases(run.metrics, n_test=test_set_size(run)).as_dict()
+    return claims_from(run.metrics, phases, separation_rows([run]), large_activation_rows([run], threshold).iloc[0],
+                       threshold)
+
+
+def claims_from(metrics: pd.DataFrame, phases: "Mapping[str, object]", separation: pd.DataFrame,
+                large: "Mapping[str, object]", threshold: float = 100.0) -> dict[str, bool]:
+    """The claims of ``evaluate_claims`` from one run's summary rows: its metrics, its phases (a
+    ``Phases.as_dict`` or ``phase_table`` row), its ``separation_rows`` and its ``large_activation_rows`` row."""
+    change = separation.sort_values("layer")["change"]
+    clean50, noisy50 = first_epoch_at(metrics, "clean_acc"), first_epoch_at(metrics, "noisy_acc")
     return {
         "clean learned before noisy (50% reached)": clean50 is not None and (noisy50 is None or clean50 < noisy50),
-        "noisy labels fitted (99%)": p.noisy_fit_end_epoch is not None,
-        "test accuracy dips after a peak": p.test_dip_epoch is not None,
-        "test accuracy recovers after the noisy fit (double descent)": p.regeneralizes,
+        "noisy labels fitted (99%)": bool(pd.notna(phases["noisy_fit_end_epoch"])),
+        "test accuracy dips after a peak": bool(pd.notna(phases["test_dip_epoch"])),
+        "test accuracy recovers after the noisy fit (double descent)": bool(phases["regeneralizes"]),
         "outer layer separates more than layer 1": bool(change.iloc[-1] < min(change.iloc[0], 0.0)),
-        f"a top neuron >= {threshold:g}x the median": bool(last.loc[layer, "ratio"] >= threshold),
-        "...in the shallow half of the network": layer <= run.n_layers / 2,
-        "...tracks the image more than the outputs":
-            strongest_correlation(corr, "input") > strongest_correlation(corr, "output"),
+        f"a top neuron >= {threshold:g}x the median": bool(large["ratio"] >= threshold),
+        "...in the shallow half of the network": bool(large["largest_layer"] <= large["layers"] / 2),
+        "...tracks the image more than the outputs": bool(large["input_r"] > large["output_r"]),
     }
 
 

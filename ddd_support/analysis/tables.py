@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from ..recording import atomic_write_text
-from .claims import evaluate_claims, strongest_correlation
+from .claims import claims_from, strongest_correlation
 from .large_activation import (correlation_table, dominant_neuron, emergence_epoch,
                                large_activation_table, largest_layer)
 from .phases import phase_table
@@ -62,10 +62,20 @@ def correlation_rows(runs: list["RunData"]) -> pd.DataFrame:
     return table[first + [c for c in table.columns if c not in first]]
 
 
-def claim_rows(runs: list["RunData"], threshold: float = 100.0) -> pd.DataFrame:
-    """Per run and claim of the paper: whether it holds (``evaluate_claims``)."""
-    rows = [{"model": r.model, "seed": r.seed, "claim": claim, "holds": holds}
-            for r in runs for claim, holds in evaluate_claims(r, threshold).items()]
+def claim_rows(runs: list["RunData"], threshold: float = 100.0, phases: pd.DataFrame | None = None,
+               separation: pd.DataFrame | None = None, large: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per run and claim of the paper: whether it holds (``claims_from``), from the summary tables
+    of ``runs`` (computed here unless given, with ``separation_rows``' default grouping)."""
+    phases = phase_table(runs) if phases is None else phases
+    separation = separation_rows(runs) if separation is None else separation
+    large = large_activation_rows(runs, threshold) if large is None else large
+    rows = []
+    for run in runs:
+        def of(table: pd.DataFrame) -> pd.DataFrame:
+            return table[(table["model"] == run.model) & (table["seed"] == run.seed)]
+
+        verdicts = claims_from(run.metrics, of(phases).iloc[0], of(separation), of(large).iloc[0], threshold)
+        rows += [{"model": run.model, "seed": run.seed, "claim": c, "holds": h} for c, h in verdicts.items()]
     return pd.DataFrame(rows)
 
 
@@ -78,13 +88,10 @@ def claim_counts(claims: pd.DataFrame) -> pd.DataFrame:
 
 def summary_tables(runs: list["RunData"], threshold: float = 100.0) -> dict[str, pd.DataFrame]:
     """Every summary table of ``runs`` by name: phases, separation, large_activation, correlations, claims."""
-    return {
-        "phases": phase_table(runs),
-        "separation": separation_rows(runs),
-        "large_activation": large_activation_rows(runs, threshold),
-        "correlations": correlation_rows(runs),
-        "claims": claim_rows(runs, threshold),
-    }
+    tables = {"phases": phase_table(runs), "separation": separation_rows(runs),
+              "large_activation": large_activation_rows(runs, threshold), "correlations": correlation_rows(runs)}
+    tables["claims"] = claim_rows(runs, threshold, tables["phases"], tables["separation"], tables["large_activation"])
+    return tables
 
 
 def write_summary_tables(runs: list["RunData"], dest: str | os.PathLike,
