@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,6 +33,13 @@ def four_way_metrics(model: nn.Module, x_train: torch.Tensor, y_noisy: torch.Ten
     on; ``noisy_true`` scores the same samples against their original labels. An empty
     split gives NaN.
     """
+    return four_way_evaluation(model, x_train, y_noisy, y_true, noisy_mask, x_test, y_test, batch_size)[0]
+
+
+def four_way_evaluation(model: nn.Module, x_train: torch.Tensor, y_noisy: torch.Tensor,
+                        y_true: torch.Tensor, noisy_mask: torch.Tensor, x_test: torch.Tensor,
+                        y_test: torch.Tensor, batch_size: int = 4096) -> tuple[dict[str, float], np.ndarray]:
+    """``four_way_metrics`` and the per-image correctness (bool, n_test) on the test set."""
     was_training = model.training
     model.eval()
     (loss_n, corr_n), (loss_t, corr_t) = per_sample_scores(model, x_train, [y_noisy, y_true], batch_size)
@@ -48,7 +56,7 @@ def four_way_metrics(model: nn.Module, x_train: torch.Tensor, y_noisy: torch.Ten
     out = {}
     for row, split in zip(stacked.tolist(), parts):
         out[f"{split}_loss"], out[f"{split}_acc"] = row
-    return out
+    return out, corr_te.cpu().numpy().astype(bool)
 
 
 def _means(loss: torch.Tensor, correct: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,7 +1,10 @@
 """Run directories: atomic writes, the on-disk schema, provenance and checkpoints.
 
-Schema of one run directory (``<out>/<profile>/<model>/seed<seed>/``), version 1
+Schema of one run directory (``<out>/<profile>/<model>/seed<seed>/``), version 2
 -------------------------------------------------------------------------------
+(Version 1, still read, lacks ``test_correct.npz``, ``clean_half``, ``pc`` and the
+per-image and random-neuron probe arrays, and its class means are over the probe set only.)
+
 ``config.json``
     ``schema_version``; ``config`` (the resolved TrainConfig); ``provenance`` (package
     version, git commit, torch/numpy/python versions, device, device name, torch threads,
@@ -21,27 +24,39 @@ Schema of one run directory (``<out>/<profile>/<model>/seed<seed>/``), version 1
     Splits: ``clean`` = training samples whose label was kept; ``noisy`` = training samples
     whose label was replaced, scored against the noisy label they were trained on;
     ``noisy_true`` = the same samples scored against their original label; ``test``.
+``test_correct.npz``
+    ``bits`` (epochs + 1, ceil(n_test / 8)) uint8: row e is ``np.packbits`` of the per-image
+    correctness of the model after epoch e on the test set (in ``test_indices`` order);
+    ``n_test``. The row means equal ``metrics.csv``'s ``test_acc`` (checked when read).
 ``labels.npz``
     ``train_indices`` and ``test_indices`` (the subset of CIFAR-10 used), ``original`` and
-    ``noisy`` training labels, ``noisy_mask``.
+    ``noisy`` training labels, ``noisy_mask``; ``clean_half`` (1 or 2 for the two disjoint
+    random halves of each class's clean images that the separation baseline compares, each
+    the size of the class's noisy group; 0 for the rest).
 ``probe.npz``
     The fixed probe set used by every snapshot: ``group`` (0 clean train, 1 noisy train,
     2 test), ``index`` (row in the train or test subset), ``label`` (true class),
     ``noisy_label`` (the trained-on label; equals ``label`` for clean and test samples),
     input statistics on the [0, 1] pixel scale: ``brightness`` (mean over pixels),
-    ``contrast`` (pixel standard deviation), ``channel_mean`` (P, 3).
+    ``contrast`` (pixel standard deviation), ``channel_mean`` (P, 3), ``pc`` (P, 5): scores
+    on the five leading principal components of the training images.
 ``snapshots/epoch_EEEEE.npz``
-    For each hidden layer ``l`` (1-based) with width W and the P probe samples:
-    ``l{l}_mean_clean``, ``l{l}_mean_noisy``, ``l{l}_mean_noisy_by_noisy``, ``l{l}_mean_test``
-    (10, W): mean post-ReLU activation per class (true class, except ``_by_noisy``, which
-    groups noisy samples by their noisy label; a class with no sample is NaN);
+    For each hidden layer ``l`` (1-based) with width W, over *all* images of a group:
+    ``l{l}_mean_G`` (10, W), the mean post-ReLU activation per class for G in ``clean``,
+    ``clean_a``, ``clean_b`` (the two clean halves of ``clean_half``), ``noisy`` (grouped by
+    true class), ``noisy_by_noisy`` (grouped by the noisy label) and ``test``; a class with no
+    image is NaN; ``count_G`` (10,) the images per class. Then, on the P probe samples:
     ``l{l}_absmax`` and ``l{l}_pre_absmax`` (W,): per-neuron max |a| over the probe set,
     post- and pre-ReLU; ``l{l}_median_abs`` and ``l{l}_median_abs_nonzero`` (scalars):
     median |a| (post-ReLU) over all probe samples x neurons, and over the non-zero ones (the lower
     median, as ``torch.median`` gives, for an even count);
     ``l{l}_top_idx``, ``l{l}_top_val`` (k,): the k neurons of largest ``absmax``;
     ``l{l}_top_act``, ``l{l}_top_pre`` (P, k): their post- and pre-ReLU activations on each
-    probe sample. Also ``epoch`` and ``logits`` (P, 10).
+    probe sample; per image ``l{l}_img_top`` (P,) its largest |a| in the layer,
+    ``l{l}_img_argmax`` (P,) the neuron that attains it, ``l{l}_img_median_nonzero`` (P,) the
+    median of its non-zero |a| (0 if none); ``l{l}_rand_idx`` (R,) and ``l{l}_rand_act`` (P, R)
+    a fixed random set of neurons and their activations (the controls). Also ``epoch`` and
+    ``logits`` (P, 10).
 ``checkpoint_eEEEEE.pt`` (the newest two) and ``checkpoint.json``
     Model + optimizer state after epoch EEEEE; ``checkpoint.json`` lists the files with
     their epochs and SHA-256 digests, so a damaged file is detected and the older one used.
@@ -65,7 +80,10 @@ import numpy as np
 
 from .errors import CheckpointError, RunDirError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Schema versions ``analysis.load_run`` reads (training resumes only ``SCHEMA_VERSION``).
+READABLE_SCHEMAS: tuple[int, ...] = (1, 2)
+TEST_CORRECT_FILE = "test_correct.npz"
 SPLITS: tuple[str, ...] = ("clean", "noisy", "noisy_true", "test")
 METRIC_COLUMNS: tuple[str, ...] = (
     "epoch", *(f"{s}_{m}" for s in SPLITS for m in ("loss", "acc")),
@@ -121,6 +139,29 @@ def read_json(path: str | os.PathLike) -> dict[str, Any]:
         return json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise RunDirError(f"cannot read {path}: {exc}") from None
+
+
+# --------------------------------------------------------------------------- per-image test correctness
+def write_test_correct(run_dir: Path, correct: np.ndarray) -> None:
+    """Atomically write ``test_correct.npz`` from a bool (epochs + 1, n_test) array."""
+    correct = np.asarray(correct, dtype=bool)
+    atomic_savez(Path(run_dir) / TEST_CORRECT_FILE, bits=np.packbits(correct, axis=1),
+                 n_test=np.int64(correct.shape[1]))
+
+
+def read_test_correct(run_dir: str | os.PathLike, n_test: int | None = None) -> np.ndarray | None:
+    """The bool (epochs + 1, n_test) per-image test correctness of a run; None if not recorded."""
+    path = Path(run_dir) / TEST_CORRECT_FILE
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as z:
+            bits, stored_n = z["bits"], int(z["n_test"])
+    except (OSError, ValueError, KeyError, EOFError) as exc:
+        raise RunDirError(f"cannot read {path}: {exc}; delete the run directory to train it again") from None
+    if n_test is not None and stored_n != n_test:
+        raise RunDirError(f"{path} records {stored_n} test images, the run has {n_test}")
+    return np.unpackbits(bits, axis=1, count=stored_n).astype(bool)
 
 
 # --------------------------------------------------------------------------- run directories

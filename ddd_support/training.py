@@ -18,13 +18,16 @@ import torch.nn.functional as F
 from . import data as data_mod
 from .config import RESUME_INSENSITIVE_KEYS, TrainConfig, snapshot_epochs
 from .errors import RunDirError, TrainingDiverged
-from .evaluation import four_way_metrics
+from .evaluation import four_way_evaluation
 from .models import MLP, model_from_config
 from .noise import NoisyLabels, symmetric_noise
-from .recording import (METRIC_COLUMNS, SCHEMA_VERSION, atomic_savez, atomic_write_json,
+from .recording import (METRIC_COLUMNS, SCHEMA_VERSION, TEST_CORRECT_FILE, atomic_savez, atomic_write_json,
                         atomic_write_text, config_differences, load_checkpoint, now_iso,
-                        provenance, read_json, run_directory, save_checkpoint)
-from .snapshots import GROUP_TEST, Probe, input_statistics, select_probe, take_snapshot
+                        provenance, read_json, read_test_correct, run_directory, save_checkpoint,
+                        write_test_correct)
+from .snapshots import (GROUP_TEST, HALF_A, HALF_B, N_RANDOM_NEURONS, Probe, choose_random_neurons,
+                        group_class_means, input_statistics, principal_components, probe_statistics,
+                        select_probe, split_clean_halves)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -57,6 +60,10 @@ class PreparedData:
     mean: np.ndarray
     std: np.ndarray
     source: str
+    clean_half: np.ndarray
+    random_neurons: list[np.ndarray]
+    train_groups: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    test_groups: dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 
 def prepare_data(cfg: TrainConfig, arrays: data_mod.CifarArrays, device: torch.device) -> PreparedData:
@@ -71,19 +78,29 @@ def prepare_data(cfg: TrainConfig, arrays: data_mod.CifarArrays, device: torch.d
     x_train = data_mod.normalize(data_mod.to_float_tensor(x_train_u8), mean, std)
     x_test = data_mod.normalize(data_mod.to_float_tensor(x_test_u8), mean, std)
     probe = select_probe(labels, y_test, cfg.probe_per_class, seed=cfg.resolved_noise_seed)
+    clean_half = split_clean_halves(labels, seed=cfg.resolved_noise_seed)
+    components, pixel_mean = principal_components(x_train_u8, seed=cfg.subset_seed)
     is_test = probe.group == GROUP_TEST
     probe_u8 = np.where(is_test[:, None, None, None], x_test_u8[np.where(is_test, probe.index, 0)],
                         x_train_u8[np.where(is_test, 0, probe.index)])
     x_probe = torch.where(torch.as_tensor(is_test)[:, None], x_test[np.where(is_test, probe.index, 0)],
                           x_train[np.where(is_test, 0, probe.index)])
     as_long = lambda a: torch.as_tensor(a, dtype=torch.long, device=device)  # noqa: E731
+    as_bool = lambda a: torch.as_tensor(a, dtype=torch.bool, device=device)  # noqa: E731
+    y_true, y_noisy, mask = as_long(labels.original), as_long(labels.noisy), as_bool(labels.mask)
+    train_groups = {"clean": (y_true, ~mask), "clean_a": (y_true, as_bool(clean_half == HALF_A)),
+                    "clean_b": (y_true, as_bool(clean_half == HALF_B)), "noisy": (y_true, mask),
+                    "noisy_by_noisy": (y_noisy, mask)}
+    test_groups = {"test": (as_long(y_test), as_bool(np.ones(len(y_test), dtype=bool)))}
     return PreparedData(
         x_train=x_train.to(device), x_test=x_test.to(device),
         y_noisy=as_long(labels.noisy), y_true=as_long(labels.original),
         noisy_mask=torch.as_tensor(labels.mask, device=device), y_test=as_long(y_test),
         labels=labels, train_indices=train_idx, test_indices=test_idx, probe=probe,
-        x_probe=x_probe.to(device), probe_inputs=input_statistics(probe_u8),
-        mean=mean, std=std, source=arrays.source,
+        x_probe=x_probe.to(device), probe_inputs=input_statistics(probe_u8, components, pixel_mean),
+        mean=mean, std=std, source=arrays.source, clean_half=clean_half,
+        random_neurons=choose_random_neurons(cfg.widths, N_RANDOM_NEURONS, cfg.seed),
+        train_groups=train_groups, test_groups=test_groups,
     )
 
 
@@ -177,6 +194,7 @@ class RunRecorder:
         self.schedule = set(snapshot_epochs(cfg.epochs, cfg.snapshot_dense_until, cfg.snapshot_per_decade))
         self.prepared: PreparedData | None = None
         self.rows: list[dict] = []
+        self.test_correct: list[np.ndarray] = []
         self.complete = state_is_complete(self.state, cfg.epochs)
         if self.complete:
             _log(cfg, f"{self.run_dir}: already complete ({self.state['epochs_done']} epochs), nothing to do")
@@ -203,13 +221,21 @@ class RunRecorder:
             if len(metrics) != start + 1:
                 raise RunDirError(f"{run_dir}/metrics.csv lacks epochs before the checkpoint (epoch {start}); "
                                   f"delete {run_dir} to start this run again")
+            correct = read_test_correct(run_dir, len(self.prepared.y_test))
+            if correct is None or len(correct) < start + 1:
+                raise RunDirError(f"{run_dir}/{TEST_CORRECT_FILE} lacks epochs before the checkpoint "
+                                  f"(epoch {start}); delete {run_dir} to start this run again")
+            self.test_correct = list(correct[:start + 1])
             _log(cfg, f"{run_dir}: resuming after epoch {start}")
         else:
             start = 0
-            rows = [_evaluate(model, self.prepared, cfg, epoch=0, train_loss=float("nan"), train_seconds=0.0)]
-            metrics = pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
+            row, correct = _evaluate(model, self.prepared, cfg, epoch=0, train_loss=float("nan"),
+                                     train_seconds=0.0)
+            metrics = pd.DataFrame([row], columns=list(METRIC_COLUMNS))
+            self.test_correct = [correct]
             _snapshot(run_dir, model, self.prepared, cfg, 0)
             _write_metrics(run_dir, metrics)
+            write_test_correct(run_dir, np.stack(self.test_correct))
         _remove_snapshots_after(run_dir, start)
         self.rows = metrics.to_dict("records")
         return start
@@ -223,10 +249,12 @@ class RunRecorder:
                 f"{cfg.model} seed {cfg.seed}: training loss is {train_loss} at epoch {epoch}. "
                 f"Lower lr (now {cfg.lr}) or use precision=fp32; epochs up to the last checkpoint "
                 f"stay recorded in {run_dir}")
-        row = _evaluate(model, self.prepared, cfg, epoch, train_loss, train_seconds)
+        row, correct = _evaluate(model, self.prepared, cfg, epoch, train_loss, train_seconds)
         self.rows.append(row)
+        self.test_correct.append(correct)
         if epoch in self.schedule:
             _snapshot(run_dir, model, self.prepared, cfg, epoch)
+        write_test_correct(run_dir, np.stack(self.test_correct))
         _write_metrics(run_dir, pd.DataFrame(self.rows, columns=list(METRIC_COLUMNS)))
         if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
             save_checkpoint(run_dir, checkpoint_state(), epoch)
@@ -248,16 +276,28 @@ def _log(cfg: TrainConfig, message: str) -> None:
 
 
 def _evaluate(model: MLP, d: PreparedData, cfg: TrainConfig, epoch: int, train_loss: float,
-              train_seconds: float) -> dict[str, float]:
+              train_seconds: float) -> tuple[dict[str, float], np.ndarray]:
     t0 = time.perf_counter()
-    m = four_way_metrics(model, d.x_train, d.y_noisy, d.y_true, d.noisy_mask, d.x_test, d.y_test,
-                         cfg.eval_batch_size)
+    m, correct = four_way_evaluation(model, d.x_train, d.y_noisy, d.y_true, d.noisy_mask, d.x_test,
+                                     d.y_test, cfg.eval_batch_size)
     return {"epoch": epoch, **m, "train_loss": train_loss, "train_seconds": train_seconds,
-            "eval_seconds": time.perf_counter() - t0}
+            "eval_seconds": time.perf_counter() - t0}, correct
+
+
+def take_snapshot(model: MLP, d: PreparedData, cfg: TrainConfig) -> dict[str, np.ndarray]:
+    """Every array of one snapshot: class means over all images by group, and the probe statistics."""
+    arrays = probe_statistics(model, d.x_probe, cfg.top_k, d.random_neurons)
+    for x, groups in ((d.x_train, d.train_groups), (d.x_test, d.test_groups)):
+        means, counts = group_class_means(model, x, groups, cfg.eval_batch_size)
+        for group, per_layer in means.items():
+            arrays[f"count_{group}"] = counts[group]
+            for layer, mean in enumerate(per_layer, start=1):
+                arrays[f"l{layer}_mean_{group}"] = mean
+    return arrays
 
 
 def _snapshot(run_dir: Path, model: MLP, d: PreparedData, cfg: TrainConfig, epoch: int) -> None:
-    arrays = take_snapshot(model, d.x_probe, d.probe, cfg.top_k)
+    arrays = take_snapshot(model, d, cfg)
     atomic_savez(run_dir / "snapshots" / f"epoch_{epoch:05d}.npz", epoch=np.int64(epoch), **arrays)
 
 
@@ -323,13 +363,14 @@ def _open_run_dir(run_dir: Path, cfg: TrainConfig, device: torch.device) -> dict
 def _write_static_files(run_dir: Path, d: PreparedData) -> None:
     """labels.npz and probe.npz: written once, verified on resume."""
     labels = {"train_indices": d.train_indices, "test_indices": d.test_indices,
-              "original": d.labels.original, "noisy": d.labels.noisy, "noisy_mask": d.labels.mask}
+              "original": d.labels.original, "noisy": d.labels.noisy, "noisy_mask": d.labels.mask,
+              "clean_half": d.clean_half}
     probe = {**d.probe.as_arrays(), **d.probe_inputs}
     for name, arrays in (("labels.npz", labels), ("probe.npz", probe)):
         path = run_dir / name
         if path.exists():
             with np.load(path) as z:
-                same = set(z.files) == set(arrays) and all(np.array_equal(z[k], v) for k, v in arrays.items())
+                same = set(z.files) == set(arrays) and all(_same_array(z[k], v) for k, v in arrays.items())
             if not same:
                 raise RunDirError(f"{path} differs from what this configuration produces; "
                                   f"delete {run_dir} to start this run again")
@@ -340,6 +381,15 @@ def _write_static_files(run_dir: Path, d: PreparedData) -> None:
     state["normalization"] = {"mean": d.mean.tolist(), "std": d.std.tolist()}
     state["provenance"]["data_source"] = d.source
     atomic_write_json(config_path, state)
+
+
+def _same_array(stored: np.ndarray, made: np.ndarray) -> bool:
+    """Integers and booleans must match exactly; floats (input statistics) to float tolerance."""
+    if stored.shape != made.shape:
+        return False
+    if np.issubdtype(stored.dtype, np.floating):
+        return bool(np.allclose(stored, made, rtol=1e-6, atol=1e-9))
+    return bool(np.array_equal(stored, made))
 
 
 def _finish(run_dir: Path) -> None:

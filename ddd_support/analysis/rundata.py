@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..config import MODELS, model_widths
 from ..errors import RunDirError
-from ..recording import METRIC_COLUMNS, SCHEMA_VERSION, read_json
+from ..recording import METRIC_COLUMNS, READABLE_SCHEMAS, read_json, read_test_correct
 
 SNAPSHOT_DIR = "snapshots"
 
@@ -30,7 +30,9 @@ class RunData:
     probe: dict[str, np.ndarray]
     labels: dict[str, np.ndarray]
     status: str = "complete"
+    state: dict[str, Any] = field(default_factory=dict, repr=False)
     _cache: dict[int, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    _extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def model(self) -> str:
@@ -75,6 +77,20 @@ class RunData:
     def last_snapshot_epoch(self) -> int:
         return self.snapshot_epochs[-1]
 
+    @property
+    def schema_version(self) -> int:
+        return int(self.state.get("schema_version", 1))
+
+    @property
+    def test_correct(self) -> np.ndarray | None:
+        """Per-image test correctness (epochs + 1, n_test) bool, validated against ``test_acc``; None if not recorded."""
+        if "test_correct" not in self._extra:
+            correct = read_test_correct(self.path, len(self.labels["test_indices"]))
+            if correct is not None:
+                _check_test_correct(self.path, correct, self.metrics)
+            self._extra["test_correct"] = correct
+        return self._extra["test_correct"]
+
 
 def load_run(run_dir: str | os.PathLike) -> RunData:
     """Read and validate a run directory; a RunDirError names whatever is missing."""
@@ -86,9 +102,9 @@ def load_run(run_dir: str | os.PathLike) -> RunData:
         raise RunDirError(f"{path} has no config.json, so it is not a run directory "
                           "(expected config.json, metrics.csv, probe.npz, labels.npz and snapshots/)")
     state = read_json(config_path)
-    if state.get("schema_version") != SCHEMA_VERSION:
+    if state.get("schema_version") not in READABLE_SCHEMAS:
         raise RunDirError(f"{config_path} has schema_version {state.get('schema_version')!r}; this "
-                          f"package reads schema {SCHEMA_VERSION}. Re-run training with this version.")
+                          f"package reads schemas {list(READABLE_SCHEMAS)}. Re-run training with this version.")
     for key in ("config", "provenance"):
         if key not in state:
             raise RunDirError(f"{config_path} lacks the {key!r} entry")
@@ -97,7 +113,7 @@ def load_run(run_dir: str | os.PathLike) -> RunData:
         path=path, config=state["config"], provenance=state["provenance"], metrics=metrics,
         snapshot_epochs=_snapshot_epochs(path, int(metrics["epoch"].max())),
         probe=_read_npz(path / "probe.npz"), labels=_read_npz(path / "labels.npz"),
-        status=str(state.get("status", "unknown")),
+        status=str(state.get("status", "unknown")), state=state,
     )
 
 
@@ -153,6 +169,17 @@ def _read_metrics(path: Path, state: dict[str, Any]) -> pd.DataFrame:
     if len(epochs) != len(set(epochs.tolist())):
         raise RunDirError(f"{file} lists some epochs more than once")
     return metrics.sort_values("epoch", ignore_index=True)
+
+
+def _check_test_correct(path: Path, correct: np.ndarray, metrics: pd.DataFrame) -> None:
+    """The recorded per-image correctness must cover every epoch and reproduce ``test_acc``."""
+    if len(correct) != len(metrics):
+        raise RunDirError(f"{path}/test_correct.npz has {len(correct)} epochs, metrics.csv {len(metrics)}; "
+                          "the run directory is damaged: train it again")
+    mismatch = np.flatnonzero(np.abs(correct.mean(axis=1) - metrics["test_acc"].to_numpy()) > 1e-9)
+    if len(mismatch):
+        raise RunDirError(f"{path}/test_correct.npz disagrees with metrics.csv test_acc at epochs "
+                          f"{_ranges(mismatch.tolist())}; the run directory is damaged: train it again")
 
 
 def _snapshot_epochs(path: Path, last_epoch: int) -> list[int]:
