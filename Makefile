@@ -4,7 +4,7 @@ PY      := $(VENV)/bin/python
 PROFILE ?= smoke
 FRESH   ?=
 
-.PHONY: install test book train clean
+.PHONY: install test book browser-test lab train clean
 
 install: $(VENV)/.installed          ## virtual environment with the package, book and test extras
 
@@ -17,11 +17,19 @@ $(VENV)/.installed: pyproject.toml
 test: install                        ## unit tests and end-to-end checks
 	$(PY) -m pytest -q
 
-train: install                       ## train the three models of PROFILE into runs/
-	$(PY) -m ddd_support train --profile $(PROFILE)
-
 book: install                        ## execute every chapter with papermill, then build the HTML
 	$(PY) -m ddd_support.book --profile $(PROFILE) $(if $(FRESH),--fresh)
+
+browser-test: install                ## open every page of the built book (_build/html) in chromium
+	$(PY) -m pytest -q -m book tests/test_browser.py
+
+lab: install                         ## JupyterLab, the .md chapters opening as notebooks (jupytext)
+	$(VENV)/bin/jupytext-config --settings-file $(VENV)/etc/jupyter/labconfig/default_setting_overrides.json \
+		set-default-viewer markdown myst
+	$(VENV)/bin/jupyter lab book/
+
+train: install                       ## train the three models of PROFILE into runs/
+	$(PY) -m ddd_support train --profile $(PROFILE)
 
 clean:
 	rm -rf _build runs

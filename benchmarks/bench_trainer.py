@@ -8,7 +8,7 @@ Run from the repository root, for example::
 All variants train the same model (same init) on the same data at the same batch size, and
 their repetitions are interleaved, so a busy machine slows them alike; medians are reported.
 
-* ``instrumented``: our trainer per epoch = ``train_one_epoch`` + ``four_way_metrics`` +
+* ``instrumented``: our trainer per epoch = ``train_one_epoch`` + ``four_way_evaluation`` +
   metrics.csv write + checkpoint (every ``checkpoint_every`` epochs) + an activation snapshot
   weighted by the profile's snapshot rate over its full epoch count.
 * ``bare``: ``train_one_epoch`` alone (recording off).
@@ -47,14 +47,13 @@ import conventional  # noqa: E402
 from ddd_support import data as data_mod  # noqa: E402
 from ddd_support.config import PROFILES, TrainConfig, snapshot_epochs  # noqa: E402
 from ddd_support.errors import DataError  # noqa: E402
-from ddd_support.evaluation import four_way_metrics  # noqa: E402
+from ddd_support.evaluation import four_way_evaluation  # noqa: E402
 from ddd_support.models import INPUT_DIM, N_CLASSES, model_from_config, parameter_count  # noqa: E402
 from ddd_support.recording import (METRIC_COLUMNS, atomic_savez, atomic_write_text,  # noqa: E402
                                    save_checkpoint)
-from ddd_support.snapshots import take_snapshot  # noqa: E402
 from ddd_support.training import (PreparedData, apply_runtime_settings, autocast_dtype,  # noqa: E402
                                   batch_order, make_optimizer, prepare_data, resolve_device,
-                                  train, train_one_epoch)
+                                  take_snapshot, train, train_one_epoch)
 
 TARGETS = {"instrumented_over_bare": ("<=", 1.3), "ours_over_conventional": (">=", 2.0),
            "achieved_over_ceiling": (">=", 0.6)}
@@ -158,10 +157,10 @@ def time_ours(cfg: TrainConfig, d: PreparedData, device: torch.device, epochs: i
         parts["train"] += t1 - t0
         if not instrumented:
             continue
-        m = four_way_metrics(model, d.x_train, d.y_noisy, d.y_true, d.noisy_mask, d.x_test, d.y_test,
-                             cfg.eval_batch_size)
+        m, _ = four_way_evaluation(model, d.x_train, d.y_noisy, d.y_true, d.noisy_mask, d.x_test, d.y_test,
+                                   cfg.eval_batch_size)
         t2 = time.perf_counter()
-        snap = take_snapshot(model, d.x_probe, d.probe, cfg.top_k)
+        snap = take_snapshot(model, d, cfg)
         atomic_savez(run_dir / "snapshots" / f"epoch_{epoch:05d}.npz", epoch=np.int64(epoch), **snap)
         t3 = time.perf_counter()
         rows.append({"epoch": epoch, **m, "train_loss": loss, "train_seconds": t1 - t0, "eval_seconds": t2 - t1})

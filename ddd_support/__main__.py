@@ -1,3 +1,6 @@
-from .cli import main
+try:
+    from .cli import main
+except KeyboardInterrupt:  # Ctrl-C while torch is still importing
+    raise SystemExit(130) from None
 
 raise SystemExit(main())

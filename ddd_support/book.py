@@ -2,21 +2,25 @@
 
     python -m ddd_support.book                      # 01-02 train smoke; 03-06 read the reference
     python -m ddd_support.book --fresh              # 03-06 analyse the runs 02 just trained
-    python -m ddd_support.book --profile cpu --fresh -p seeds '[0, 1, 2]'
+    python -m ddd_support.book --profile cpu --fresh -y "seeds: [0, 1, 2]"
 
 Steps, each printed on the console as it happens:
 
 1. read the chapter order from ``_toc.yml``;
 2. convert each MyST-markdown chapter ``book/<name>.md`` to a notebook (jupytext);
 3. execute it with papermill (kernel ``python3``, working directory ``--out``), passing
-   ``profile``, ``run_root`` and every ``-p KEY VALUE`` the chapter declares in its
+   ``profile``, ``run_root`` and every parameter given with ``-p``, ``-r``, ``-y`` or ``-f``
+   (read as papermill reads them, see ``collect_parameters``) that the chapter declares in its
    ``parameters`` cell. The analysis chapters (those that declare ``run_dirs``) keep their
    own run selection (the committed reference in ``reference/``) unless ``--fresh`` is given;
    with ``--fresh`` they analyse the runs of ``--profile`` under ``--runs`` (seed 0 unless
-   ``-p seeds`` says otherwise). The executed notebook is written to
-   ``<out>/_build/executed/book/<name>.ipynb``, even when a cell fails;
-4. copy ``_config.yml``, ``_toc.yml`` and the non-notebook files of ``book/`` next to the
-   executed notebooks, so ``<out>/_build/executed`` is a complete book source;
+   ``seeds`` says otherwise). The executed notebook is written to
+   ``<out>/_build/executed/book/<name>.ipynb``, even when a cell fails; papermill's
+   injected-parameters cell is tagged ``remove-cell`` (hidden in the HTML) and widget outputs get a
+   static text fallback;
+4. copy ``_config.yml`` (with the repository URL of ``DDD_REPOSITORY_URL``, see
+   ``book_config``), ``_toc.yml``, ``README.md`` and the non-notebook files of ``book/`` next to
+   the executed notebooks, so ``<out>/_build/executed`` is a complete book source;
 5. ``jupyter-book build`` that source with execution off and warnings as errors
    (``-W --keep-going``); the HTML lands in ``<out>/_build/html``.
 
@@ -47,6 +51,16 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RUN_SELECTION = ("profile", "run_root", "seeds", "models", "overrides")
 #: A chapter that declares this parameter analyses runs (rather than training them).
 ANALYSIS_MARKER = "run_dirs"
+#: Environment variables naming the repository the book links to (its repository, issues and
+#: launch buttons); the publishing workflow sets them from the GitHub Actions context.
+REPOSITORY_URL_ENV = "DDD_REPOSITORY_URL"
+REPOSITORY_BRANCH_ENV = "DDD_REPOSITORY_BRANCH"
+#: Keys of ``launch_buttons`` that name a service; blanked when no repository URL is known.
+LAUNCH_SERVICES = ("binderhub_url", "jupyterhub_url", "colab_url", "deepnote_url", "jupyterlite_url")
+#: What the HTML shows instead of an interactive widget (a static page has no kernel to drive it).
+WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
+WIDGET_FALLBACK = ("[Interactive controls: open this chapter as a notebook (download or launch button at "
+                   "the top of the page) and run it to use them.]")
 
 
 class BookError(RuntimeError):
@@ -79,11 +93,47 @@ def is_notebook(path: Path) -> bool:
 
 
 def parse_value(raw: str) -> Any:
-    """A ``-p`` value read as YAML: ``30`` -> 30, ``[mlp7]`` -> list, ``{epochs: 30}`` -> dict."""
-    try:
-        return yaml.safe_load(raw)
-    except yaml.YAMLError:
-        return raw
+    """A ``-p`` value read as papermill's ``-p`` reads it: ``True``, ``False``, ``None``, an int or a
+    float, and otherwise the string itself (``[0, 1]`` stays a string: lists and dicts go by ``-y``)."""
+    if raw in ("True", "False", "None"):
+        return {"True": True, "False": False, "None": None}[raw]
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+def collect_parameters(files: Iterable[str] = (), yamls: Iterable[str] = (),
+                       params: Iterable[tuple[str, str]] = (),
+                       raws: Iterable[tuple[str, str]] = ()) -> dict[str, Any]:
+    """Parameters from papermill's four options, later ones winning as in papermill: ``-f`` YAML
+    files, ``-y`` YAML strings, ``-p KEY VALUE`` (see ``parse_value``), ``-r KEY VALUE`` (raw string).
+
+    A ``-p`` value that looks like a YAML list or dict is refused, since papermill would pass the
+    string: ``-p seeds "[0, 1]"`` names ``-y "seeds: [0, 1]"`` instead.
+    """
+    out: dict[str, Any] = {}
+    sources = [(f"-f {f}", Path(f).read_text() if Path(f).is_file() else None) for f in files]
+    sources += [(f"-y {y!r}", y) for y in yamls]
+    for where, text in sources:
+        if text is None:
+            raise BookError(f"{where}: no such file")
+        try:
+            value = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise BookError(f"{where}: not valid YAML ({exc.__class__.__name__})") from None
+        if not isinstance(value, dict):
+            raise BookError(f"{where}: expected a YAML mapping such as \"seeds: [0, 1]\"")
+        out.update(value)
+    for key, raw in params:
+        if raw.strip()[:1] in ("[", "{"):
+            raise BookError(f"-p {key} {raw!r} would pass the string {raw!r}, as papermill's -p does; "
+                            f"pass lists and dicts as YAML: -y \"{key}: {raw.strip()}\"")
+        out[key] = parse_value(raw)
+    out.update(dict(raws))
+    return out
 
 
 def declared_parameters(notebook: Any) -> set[str]:
@@ -93,10 +143,42 @@ def declared_parameters(notebook: Any) -> set[str]:
     return set(papermill.inspect_notebook(notebook))
 
 
-def stage_source(root: Path, source: Path) -> None:
-    """Copy the book configuration and everything in ``book/`` but the notebooks into ``source``."""
+def repository_from_env() -> tuple[str | None, str | None]:
+    """The book's repository URL and branch, from ``DDD_REPOSITORY_URL`` and ``DDD_REPOSITORY_BRANCH``."""
+    return os.environ.get(REPOSITORY_URL_ENV) or None, os.environ.get(REPOSITORY_BRANCH_ENV) or None
+
+
+def book_config(root: Path = PROJECT_ROOT, repository_url: str | None = None,
+                branch: str | None = None) -> dict[str, Any]:
+    """``_config.yml`` with the repository filled in. A URL turns the repository, issues and launch
+    buttons on; without one they are turned off (Jupyter Book would point them at its own repository)."""
+    config = yaml.safe_load((root / "_config.yml").read_text())
+    html = config.setdefault("html", {})
+    repository = config.setdefault("repository", {})
+    if repository_url:
+        if not repository_url.startswith(("https://", "http://")):
+            raise BookError(f"{REPOSITORY_URL_ENV}={repository_url!r} is not a URL; expected e.g. "
+                            "https://github.com/OWNER/REPOSITORY")
+        repository.update(url=repository_url.rstrip("/"), branch=branch or repository.get("branch") or "main")
+    else:
+        repository["url"] = ""
+        for key in ("use_repository_button", "use_issues_button", "use_edit_page_button"):
+            html[key] = False
+        launch = config.setdefault("launch_buttons", {})
+        for key in LAUNCH_SERVICES:
+            if key in launch:
+                launch[key] = ""
+    return config
+
+
+def stage_source(root: Path, source: Path, repository_url: str | None = None,
+                 branch: str | None = None) -> None:
+    """Copy the book configuration (see ``book_config``), ``README.md`` (the appendix includes its
+    commands) and everything in ``book/`` but the notebooks into ``source``."""
     (source / "book").mkdir(parents=True, exist_ok=True)
-    for name in ("_config.yml", "_toc.yml"):
+    config = yaml.safe_dump(book_config(root, repository_url, branch), sort_keys=False)
+    (source / "_config.yml").write_text(f"# Written by ddd_support.book from {root / '_config.yml'}\n{config}")
+    for name in ("_toc.yml", "README.md"):
         shutil.copy2(root / name, source / name)
     for path in sorted((root / "book").iterdir()):
         if path.is_dir() and not path.name.startswith("."):
@@ -125,7 +207,27 @@ def execute_chapter(md_path: Path, out_path: Path, parameters: dict[str, Any], c
                         f"the executed notebook with the error is {out_path}") from None
     finally:
         source.unlink(missing_ok=True)
+        if out_path.exists():
+            prepare_for_html(out_path)
     return time.perf_counter() - t0
+
+
+def prepare_for_html(path: Path) -> None:
+    """Hide papermill's injected-parameters cell in the HTML (tag ``remove-cell``), give widget
+    outputs a text fallback (``_config.yml`` renders that instead of the widget) and drop the saved
+    widget state, which a static page cannot use."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+        for output in cell.get("outputs", []):
+            if WIDGET_VIEW_MIME in output.get("data", {}):
+                output["data"]["text/plain"] = WIDGET_FALLBACK
+    nb.metadata.pop("widgets", None)
+    nbformat.write(nb, path)
 
 
 def build_html(source: Path, out: Path) -> None:
@@ -148,11 +250,13 @@ def build_html(source: Path, out: Path) -> None:
 def run_book(profile: str = "smoke", parameters: dict[str, Any] | None = None,
              out: str | os.PathLike = PROJECT_ROOT, runs: str | os.PathLike | None = None,
              chapters: Iterable[str] | None = None, html: bool = True, timeout: int | None = None,
-             root: Path = PROJECT_ROOT, execute: bool = True, fresh: bool = False) -> Path:
+             root: Path = PROJECT_ROOT, execute: bool = True, fresh: bool = False,
+             repository_url: str | None = None, branch: str | None = None) -> Path:
     """Execute the chapters in order and build the HTML; returns the HTML folder.
 
     Without ``fresh`` the analysis chapters read the committed reference runs; with it they
     analyse the runs of ``profile`` that the training chapter writes under ``runs``.
+    ``repository_url`` and ``branch`` (default: ``repository_from_env()``) make the buttons.
     """
     if profile not in PROFILES:
         raise BookError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
@@ -172,7 +276,8 @@ def run_book(profile: str = "smoke", parameters: dict[str, Any] | None = None,
         raise BookError(f"no reference runs in {REFERENCE_ROOT} ({REFERENCE_INDEX} is missing); restore "
                         "the folder from the repository, or write it with `python -m ddd_support export-reference`")
 
-    stage_source(root, source)
+    env_url, env_branch = repository_from_env()
+    stage_source(root, source, repository_url or env_url, branch or env_branch)
     analysed = f"runs of {profile} in {run_root}" if fresh else f"the reference in {REFERENCE_ROOT.name}/"
     print(f"book: training profile {profile}, runs in {run_root}; analysis chapters read {analysed}; "
           f"executed notebooks in {source}", flush=True)
@@ -244,14 +349,30 @@ def pair_notebooks(root: Path = PROJECT_ROOT) -> list[Path]:
     return written
 
 
+EXAMPLES = """examples:
+  python -m ddd_support.book                  what `make book` runs: 01-02 on smoke, 03-06 read the reference
+  python -m ddd_support.book --fresh          03-06 analyse the runs chapter 02 trains
+  python -m ddd_support.book --profile cpu --fresh -y "seeds: [0, 1]" -y "overrides: {epochs: 30}"
+  python -m ddd_support.book --chapter 01_noise --no-html -p n_show 8
+
+Parameters are read as papermill reads them; a key must appear in some chapter's parameters
+cell (`papermill --help-notebook` lists them, with their types)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m ddd_support.book",
+        prog="python -m ddd_support.book", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Execute the book's chapters in order with papermill, then build the HTML.")
     parser.add_argument("--profile", default="smoke", help=f"one of {', '.join(PROFILES)} (default smoke)")
-    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
-                        help="set a chapter parameter (value read as YAML), e.g. -p seed 1 "
-                             "-p overrides '{epochs: 30}'; repeat for several")
+    parser.add_argument("-p", "--parameters", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                        help="set a chapter parameter as papermill's -p does: True, False, None and numbers "
+                             "become Python values, anything else a string (e.g. -p n_show 8); repeat for several")
+    parser.add_argument("-r", "--parameters_raw", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                        help="set a chapter parameter to the string VALUE, unconverted")
+    parser.add_argument("-y", "--parameters_yaml", action="append", default=[], metavar="YAML",
+                        help="parameters as a YAML mapping, for lists and dicts: -y \"seeds: [0, 1]\"")
+    parser.add_argument("-f", "--parameters_file", action="append", default=[], metavar="FILE",
+                        help="parameters from a YAML file (applied first; then -y, -p, -r)")
     parser.add_argument("--out", default=str(PROJECT_ROOT),
                         help="folder that receives _build/executed and _build/html (default: the project root)")
     parser.add_argument("--runs", default=None,
@@ -265,6 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--html-only", action="store_true",
                         help="skip execution; rebuild the HTML from the notebooks already in OUT/_build/executed")
     parser.add_argument("--timeout", type=int, default=None, help="seconds allowed per cell (default: none)")
+    parser.add_argument("--repository-url", default=None, metavar="URL",
+                        help=f"the repository the book's buttons link to (default: ${REPOSITORY_URL_ENV}; "
+                             "none: no repository or launch buttons)")
     parser.add_argument("--pair", action="store_true",
                         help="only write book/<chapter>.ipynb copies for interactive use, then stop")
     return parser
@@ -276,14 +400,18 @@ def main(argv: list[str] | None = None) -> int:
         for path in pair_notebooks():
             print(path.relative_to(PROJECT_ROOT))
         return 0
-    params = {key: parse_value(value) for key, value in args.parameter}
     t0 = time.perf_counter()
     try:
+        params = collect_parameters(args.parameters_file, args.parameters_yaml, args.parameters,
+                                    args.parameters_raw)
         run_book(args.profile, params, args.out, args.runs, args.chapter, not args.no_html, args.timeout,
-                 execute=not args.html_only, fresh=args.fresh)
+                 execute=not args.html_only, fresh=args.fresh, repository_url=args.repository_url)
     except BookError as exc:
         print(f"book: FAILED: {exc}", file=sys.stderr, flush=True)
         return 1
+    except KeyboardInterrupt:
+        print("book: interrupted", file=sys.stderr, flush=True)
+        return 130
     print(f"book: finished in {time.perf_counter() - t0:.1f} s", flush=True)
     return 0
 

@@ -1,24 +1,82 @@
-"""Command line: ``python -m ddd_support {train,profiles,analyze,export-reference} ...``."""
+"""Command line: ``python -m ddd_support {train,profiles,analyze,export-reference} ...``.
+
+Results (run directories, reports, tables) go to stdout; status, warnings and errors go to
+stderr through ``logging`` (``-q``: warnings and errors only, ``-v``: more detail, ``-vv``:
+debug). Exit status: 0 success, 2 usage (bad arguments, unknown profile, model or config
+key), 1 failure (missing data, a run directory or checkpoint that cannot be used, a diverged
+run, an I/O error), 130 interrupted with Ctrl-C (a training run resumes from its last
+checkpoint when the same command runs again).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+import time
 from pathlib import Path
 
-from .config import MODELS, PROFILES, TrainConfig, parse_overrides
+from . import __version__
+from .config import MODELS, PROFILES, TrainConfig, get_profile, parse_overrides
 from .data import load_cifar10
-from .errors import DDDError
+from .errors import ConfigError, DDDError
 from .recording import CHECKPOINT_INDEX, read_json
+
+log = logging.getLogger("ddd_support")
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+_handler: logging.Handler | None = None
+
+
+class _Formatter(logging.Formatter):
+    """Plain messages for status; ``warning:``/``error:`` in front of the others."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return text if record.levelno < logging.WARNING else f"{record.levelname.lower()}: {text}"
+
+
+def configure_logging(verbosity: int) -> None:
+    """Log ``ddd_support`` and Python warnings to stderr: -1 warnings only, 0 status, 1 detail, 2 debug."""
+    global _handler
+    level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
+    logging.captureWarnings(False)  # re-installs the hook if something replaced it since
+    logging.captureWarnings(True)
+    for name in ("ddd_support", "py.warnings"):
+        logger = logging.getLogger(name)
+        if _handler is not None:
+            logger.removeHandler(_handler)
+    _handler = logging.StreamHandler(sys.stderr)
+    _handler.setFormatter(_Formatter("%(message)s"))
+    for name in ("ddd_support", "py.warnings"):
+        logger = logging.getLogger(name)
+        logger.addHandler(_handler)
+        logger.setLevel(level)
+        logger.propagate = False
+
+
+def _verbosity_options() -> argparse.ArgumentParser:
+    """``-q``/``-v``, accepted before or after the subcommand."""
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                       help="only warnings and errors on stderr (train: no progress bars either)")
+    group.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                       help="more detail on stderr; -vv for debugging output")
+    return parent
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ddd_support",
-                                     description="Epoch-wise double descent: train and analyse MLPs on noisy CIFAR-10.")
+    verbosity = _verbosity_options()
+    parser = argparse.ArgumentParser(prog="python -m ddd_support", parents=[verbosity],
+                                     description="Epoch-wise double descent: train and analyse MLPs on noisy CIFAR-10.",
+                                     epilog="Exit status: 0 success, 1 failure, 2 usage error, 130 interrupted.")
+    parser.add_argument("--version", action="version", version=f"ddd_support {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    tr = sub.add_parser("train", help="train the models of a profile (resumes existing runs)")
+    tr = sub.add_parser("train", parents=[verbosity],
+                        help="train the models of a profile (resumes existing runs)")
     tr.add_argument("--profile", default="smoke", help=f"one of {', '.join(PROFILES)} (default smoke)")
     tr.add_argument("--model", action="append", choices=MODELS,
                     help="model to train; repeat for several (default: the profile's models)")
@@ -26,17 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=[],
                     help="override one config value, e.g. --set epochs=50 --set lr=3e-4")
     tr.add_argument("--out", default="runs", help="root folder of run directories (default runs)")
-    tr.add_argument("--quiet", action="store_true", help="no progress bars")
     tr.add_argument("--batched-seeds", action="store_true",
                     help="train each model's seeds together as one batched computation (same results)")
 
-    sub.add_parser("profiles", help="list the profiles and their values")
+    sub.add_parser("profiles", parents=[verbosity], help="list the profiles and their values")
 
-    an = sub.add_parser("analyze", help="print phases, separation and large-activation summaries of runs")
+    an = sub.add_parser("analyze", parents=[verbosity],
+                        help="print phases, separation and large-activation summaries of runs")
     an.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directory, e.g. runs/smoke/mlp7/seed0")
     an.add_argument("--no-figures", action="store_true", help="do not write PNGs into RUN_DIR/figures/")
-    ex = sub.add_parser("export-reference", help="write compact copies of finished runs (no checkpoints), "
-                                                        "their ablation, an index and summary tables")
+    ex = sub.add_parser("export-reference", parents=[verbosity],
+                        help="write compact copies of finished runs (no checkpoints), "
+                             "their ablation, an index and summary tables")
     ex.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     ex.add_argument("--dest", required=True, help="root folder of the compact copies")
     ex.add_argument("--max-snapshots", type=int, default=12, help="snapshots kept per run (default 12)")
@@ -47,20 +106,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; returns the exit status (argparse exits with 2 on bad arguments)."""
     args = build_parser().parse_args(argv)
+    args.quiet = getattr(args, "quiet", False)
+    verbosity = -1 if args.quiet else getattr(args, "verbose", 0)
+    configure_logging(verbosity)
+    commands = {"profiles": lambda a: _profiles(), "train": _train, "analyze": _analyze, "export-reference": _export}
+    t0 = time.perf_counter()
     try:
-        if args.command == "profiles":
-            return _profiles()
-        if args.command == "train":
-            return _train(args)
-        if args.command == "analyze":
-            return _analyze(args)
-        if args.command == "export-reference":
-            return _export(args)
-    except DDDError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 1
+        code = commands[args.command](args)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
+    except (DDDError, OSError) as exc:
+        log.error("%s", exc, exc_info=verbosity > 1)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        resume = "; the same command resumes from the last checkpoint" if args.command == "train" else ""
+        log.error("interrupted%s", resume)
+        return EXIT_INTERRUPTED
+    log.debug("%s finished in %.1f s", args.command, time.perf_counter() - t0)
+    return code
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -69,11 +135,16 @@ def _train(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.overrides)
     if args.quiet:
         overrides["progress"] = False
-    run_dirs = train_profile(args.profile, args.model, args.seed or [0], overrides, args.out,
+    seeds = args.seed or [0]
+    models = args.model or get_profile(args.profile).models
+    log.info("train: profile %s, model(s) %s, seed(s) %s, into %s", args.profile, ", ".join(models),
+             ", ".join(map(str, seeds)), args.out)
+    run_dirs = train_profile(args.profile, args.model, seeds, overrides, args.out,
                              batched_seeds=args.batched_seeds)
     for run_dir in run_dirs:
-        print(run_dir)
-    return 0
+        print(run_dir, flush=True)
+    log.info("train: %d run(s) complete", len(run_dirs))
+    return EXIT_OK
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -83,19 +154,22 @@ def _export(args: argparse.Namespace) -> int:
     for run_dir in args.run_dirs:
         if arrays is None and not args.no_ablation and (Path(run_dir) / CHECKPOINT_INDEX).exists():
             cfg = TrainConfig.from_dict(read_json(Path(run_dir) / "config.json")["config"])
+            log.info("export-reference: loading CIFAR-10 for the ablation")
             arrays = load_cifar10(cfg.data_root, cfg.data_source, progress=False)
+        log.info("export-reference: %s", run_dir)
         print(export_reference(run_dir, args.dest, args.max_snapshots, args.top_k, arrays,
                                ablation=not args.no_ablation), flush=True)
     print(write_reference_index(args.dest), flush=True)
-    return 0
+    return EXIT_OK
 
 
 def _analyze(args: argparse.Namespace) -> int:
     from .analysis.report import analyze
 
     for run_dir in args.run_dirs:
+        log.info("analyze: %s", run_dir)
         print(analyze(run_dir, write_figures=not args.no_figures), flush=True)
-    return 0
+    return EXIT_OK
 
 
 def _profiles() -> int:
@@ -110,4 +184,4 @@ def _profiles() -> int:
             mark = "" if key in prof.values else "  (default)"
             print(f"  {key} = {json.dumps(values[key])}{mark}")
         print()
-    return 0
+    return EXIT_OK

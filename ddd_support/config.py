@@ -16,12 +16,19 @@ MODEL_DEPTHS: dict[str, int] = {"mlp3": 2, "mlp5": 4, "mlp7": 6}
 #: Width of each named model's hidden layers, as a multiple of ``base_width``.
 MODEL_WIDTH_FACTORS: dict[str, int] = {"mlp3": 1, "mlp5": 2, "mlp7": 4}
 MODELS: tuple[str, ...] = tuple(MODEL_DEPTHS)
+#: Learning-rate schedules (``ddd_support.schedule``).
+LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 
 #: Keys that may differ when an existing run directory is resumed: they change
 #: where or how fast a run computes, or how long it goes on, not what it computes.
 RESUME_INSENSITIVE_KEYS: frozenset[str] = frozenset(
     {"epochs", "device", "data_root", "threads", "eval_batch_size", "checkpoint_every", "progress"}
 )
+
+#: Keys added after run directories were first recorded, with the value every older run had:
+#: ``to_dict`` leaves such a key out while it holds that value, so older run directories (and
+#: the committed reference) still read as the same configuration.
+LATER_KEYS_DEFAULTS: dict[str, Any] = {"lr_schedule": "constant"}
 
 
 def model_widths(model: str, base_width: int, hidden_widths: tuple[int, ...] | list[int] | None = None
@@ -51,6 +58,7 @@ class TrainConfig:
     epochs: int = 300
     batch_size: int = 128
     lr: float = 1e-4
+    lr_schedule: str = "constant"
     weight_decay: float = 0.0
     precision: str = "fp32"
     eval_batch_size: int = 4096
@@ -84,6 +92,9 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable dictionary (tuples become lists)."""
         out = dataclasses.asdict(self)
+        for key, default in LATER_KEYS_DEFAULTS.items():
+            if out[key] == default:
+                del out[key]
         if out["hidden_widths"] is not None:
             out["hidden_widths"] = list(out["hidden_widths"])
         return out
@@ -117,6 +128,8 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"hidden_widths must be a non-empty list of positive ints, got {cfg.hidden_widths}")
     if not (cfg.lr > 0):
         raise ConfigError(f"lr must be positive, got {cfg.lr}")
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise ConfigError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}; got {cfg.lr_schedule!r}")
     if cfg.precision not in ("fp32", "tf32", "bf16"):
         raise ConfigError(f"precision must be one of fp32, tf32, bf16; got {cfg.precision!r}")
     if cfg.data_source not in ("auto", "imagefolder", "torchvision"):
@@ -161,7 +174,23 @@ PROFILES: dict[str, Profile] = {
         values=dict(n_train=None, n_test=None, base_width=512, epochs=300, batch_size=128, lr=1e-4,
                     snapshot_dense_until=10, snapshot_per_decade=10, probe_per_class=50),
     ),
+    "paper_cosine": Profile(
+        name="paper_cosine",
+        description="The paper profile with the learning rate decayed from 1e-4 to 0 over the run "
+                    "(cosine, per epoch): a GPU job.",
+        models=MODELS,
+        values=dict(n_train=None, n_test=None, base_width=512, epochs=300, batch_size=128, lr=1e-4,
+                    lr_schedule="cosine", snapshot_dense_until=10, snapshot_per_decade=10,
+                    probe_per_class=50),
+    ),
 }
+
+
+def resume_insensitive_keys(cfg: TrainConfig) -> frozenset[str]:
+    """``RESUME_INSENSITIVE_KEYS`` for ``cfg``: without ``epochs`` when its schedule depends on it."""
+    if cfg.lr_schedule == "constant":
+        return RESUME_INSENSITIVE_KEYS
+    return RESUME_INSENSITIVE_KEYS - {"epochs"}
 
 
 def get_profile(name: str) -> Profile:

@@ -154,7 +154,7 @@ def _mark_phases(ax: plt.Axes, ph: "Phases", metric: str) -> None:
         ax.axvspan(ph.noisy_fit_start_epoch, end, color=PHASE_SHADE, alpha=0.6, lw=0,
                    label="fitting the noisy labels", zorder=0)
     marks = ([("test peak", ph.test_peak_epoch), ("test dip", ph.test_dip_epoch),
-              ("re-generalised", ph.regen_epoch)] if metric == "acc"
+              ("99% of noisy labels fitted", ph.noisy_fit_end_epoch)] if metric == "acc"
              else [("test-loss minimum", ph.test_loss_min_epoch), ("test-loss peak", ph.test_loss_peak_epoch)])
     styles = [":", "--", "-."]
     for (label, epoch), ls in zip(marks, styles):
@@ -174,19 +174,23 @@ def _four_way_finding(ph: "Phases | None", metric: str) -> str:
         return f"no early test peak; final test accuracy {ph.final_test_acc:.1%}"
     text = (f"test accuracy peaks at epoch {ph.test_peak_epoch} ({ph.test_peak_acc:.1%}), "
             f"dips to {ph.test_dip_acc:.1%} at epoch {ph.test_dip_epoch}")
-    if ph.regeneralizes:
-        return f"{text}, recovers to {ph.regen_acc:.1%} by epoch {ph.regen_epoch}"
-    return f"{text} and does not recover"
+    return f"{text}, ends at {ph.final_test_acc:.1%}"
 
 
 # --------------------------------------------------------------------------- separation
 @styled
-def plot_separation_heatmap(layer_table: pd.DataFrame, title: str | None = None) -> Figure:
-    """Class-averaged clean-vs-noisy cosine as a layer x snapshot-epoch heatmap."""
+def plot_separation_heatmap(layer_table: pd.DataFrame, title: str | None = None,
+                            vmin: float | None = None) -> Figure:
+    """Class-averaged clean-vs-noisy cosine as a layer x snapshot-epoch heatmap.
+
+    ``vmin`` fixes the low end of the colour scale (the high end is 1), so that several
+    heatmaps share one scale.
+    """
     pivot = layer_table.pivot(index="layer", columns="epoch", values="cosine").sort_index()
     fig, ax = plt.subplots(layout="constrained", figsize=(min(MAX_WIDTH, 3 + 0.35 * pivot.shape[1]), 1.2 + 0.45 * len(pivot)))
     image = ax.imshow(pivot.to_numpy(), aspect="auto", cmap="viridis", origin="upper",
-                      vmin=np.nanmin(pivot.to_numpy()), vmax=1.0, interpolation="nearest")
+                      vmin=np.nanmin(pivot.to_numpy()) if vmin is None else vmin, vmax=1.0,
+                      interpolation="nearest")
     ax.grid(False)
     step = max(1, int(np.ceil(pivot.shape[1] / 16)))
     ax.set_xticks(range(0, pivot.shape[1], step), [str(e) for e in pivot.columns[::step]])
@@ -257,6 +261,20 @@ def plot_seed_spread(table: pd.DataFrame, x: str, y: str, ylabel: str, title: st
     return fig
 
 
+def test_accuracy_twin(ax: plt.Axes, metrics: pd.DataFrame, legend_title: str | None = None) -> None:
+    """Test accuracy (dotted) on a right-hand axis, and one legend for both axes to the right."""
+    twin = ax.twinx()
+    twin.plot(metrics["epoch"], metrics["test_acc"], color=SPLIT_COLORS["test"], ls=":", lw=1.5,
+              label="test accuracy (right axis)")
+    twin.set_ylabel("test accuracy")
+    twin.yaxis.set_major_formatter(PercentFormatter(1.0))
+    twin.grid(False)
+    twin.spines["right"].set_visible(True)
+    handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.12, 1.0), frameon=False, borderaxespad=0,
+              title=legend_title)
+
+
 # --------------------------------------------------------------------------- large activation
 @styled
 def plot_large_activation(table: pd.DataFrame, metrics: pd.DataFrame, quantity: str = "ratio",
@@ -274,15 +292,7 @@ def plot_large_activation(table: pd.DataFrame, metrics: pd.DataFrame, quantity: 
     reference = REFERENCE_NAMES.get(table.attrs.get("reference", "median_nonzero"), "reference")
     ax.set_ylabel(f"top neuron / {reference} (ratio)" if quantity == "ratio"
                   else "top neuron's max |activation|")
-    twin = ax.twinx()
-    twin.plot(metrics["epoch"], metrics["test_acc"], color=SPLIT_COLORS["test"], ls=":", lw=1.5,
-              label="test accuracy (right axis)")
-    twin.set_ylabel("test accuracy")
-    twin.yaxis.set_major_formatter(PercentFormatter(1.0))
-    twin.grid(False)
-    twin.spines["right"].set_visible(True)
-    handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.12, 1.0), frameon=False, borderaxespad=0)
+    test_accuracy_twin(ax, metrics)
     last = table[table["epoch"] == table["epoch"].max()]
     best = last.loc[last["ratio"].fillna(-np.inf).idxmax()]
     ax.set_title(title or (f"Largest activation at epoch {int(best['epoch'])}: layer {int(best['layer'])}, "
@@ -397,4 +407,162 @@ def plot_samples(images_uint8: np.ndarray, true: Sequence[int], noisy: Sequence[
                      color=OKABE_ITO["vermillion"] if changed else "black")
     n_changed = int(np.sum(np.asarray(true)[:n] != np.asarray(noisy)[:n]))
     fig.suptitle(title or f"{n_changed} of {n} shown training labels were changed (in vermillion)")
+    return fig
+
+
+# --------------------------------------------------------------------------- verdicts with their noise
+@styled
+def plot_intervals(table: pd.DataFrame, value: str, low: str, high: str, xlabel: str, title: str,
+                   scale: float = 1.0, null: float = 0.0, null_label: str = "no change") -> Figure:
+    """One row per model and seed: an estimate with its 95% interval, the null value as a line.
+
+    Filled markers where the interval excludes the null, open ones where it does not;
+    rows without an estimate (not testable) are listed as such.
+    """
+    rows = table.reset_index(drop=True)
+    fig, ax = plt.subplots(layout="constrained", figsize=(8, 0.9 + 0.32 * len(rows)))
+    labels = []
+    for i, r in rows.iterrows():
+        y = len(rows) - 1 - i
+        name = f"{str(r['model']).upper()} seed {int(r['seed'])}"
+        if not np.isfinite(r[value]):
+            labels.append((y, f"{name} (not testable)"))
+            continue
+        color = MODEL_COLORS.get(str(r["model"]), OKABE_ITO["black"])
+        lo, hi = r[low] * scale, r[high] * scale
+        significant = np.isfinite(lo) and np.isfinite(hi) and (lo > null or hi < null)
+        if np.isfinite(lo) and np.isfinite(hi):
+            ax.plot([lo, hi], [y, y], color=color, lw=2)
+        ax.plot(r[value] * scale, y, "o", ms=7, color=color, mfc=color if significant else "white")
+        labels.append((y, name))
+    ax.axvline(null, color=OKABE_ITO["black"], lw=1, ls="--", label=null_label)
+    ax.set_yticks([y for y, _ in labels], [t for _, t in labels])
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="y", visible=False)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
+              title="filled: 95% interval\nexcludes the line")
+    ax.set_title(title)
+    return fig
+
+
+@styled
+def plot_separation_index(index: pd.DataFrame, title: str) -> Figure:
+    """Per model, the separation index by layer at the first and last snapshot, mean and min-max over seeds.
+
+    ``index`` is ``tables.index_rows``; the dashed zero line is the split-half baseline (two
+    clean samples of the same size), which the index subtracts.
+    """
+    models = list(dict.fromkeys(index["model"]))
+    fig, axes = plt.subplots(1, len(models), layout="constrained", figsize=(min(MAX_WIDTH, 3.2 * len(models) + 1), 3.6),
+                             sharey=True, squeeze=False)
+    for ax, model in zip(axes[0], models):
+        rows = index[index["model"] == model]
+        first, last = rows["epoch"].min(), rows.groupby("seed")["epoch"].max().min()
+        for epoch, color, label in ((first, OKABE_ITO["black"], f"epoch {first} (initialisation)"),
+                                    (last, MODEL_COLORS.get(model, OKABE_ITO["blue"]), f"epoch {last}")):
+            stats = rows[rows["epoch"] == epoch].groupby("layer")["index"].agg(["mean", "min", "max"])
+            ax.plot(stats.index, stats["mean"], marker="o", ms=4, color=color, label=label)
+            if rows["seed"].nunique() > 1:
+                ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.2, lw=0)
+        ax.axhline(0.0, color=OKABE_ITO["black"], lw=1, ls="--")
+        ax.set_xticks(sorted(rows["layer"].unique()))
+        ax.set_xlabel("hidden layer")
+        n = rows["seed"].nunique()
+        ax.set_title(f"{model.upper()} ({n} seed{'s' if n > 1 else ''})")
+        ax.legend(frameon=False, fontsize=8, loc="upper left")
+    axes[0][0].set_ylabel("separation index\n(0 = split-half baseline, 1 = another class)")
+    fig.suptitle(title)
+    return fig
+
+
+@styled
+def plot_ratio_over_training(per_image: pd.DataFrame, metrics: pd.DataFrame, title: str) -> Figure:
+    """Per layer: the median per-image ratio over epochs (band: quartiles over images), test accuracy on a twin axis."""
+    fig, ax = plt.subplots(layout="constrained", figsize=(9, 4.5))
+    layers = sorted(per_image["layer"].unique())
+    for color, layer in zip(layer_colors(len(layers)), layers):
+        t = per_image[per_image["layer"] == layer].sort_values("epoch")
+        ax.plot(t["epoch"], t["ratio"], marker="o", ms=3, color=color, label=f"layer {layer}")
+        ax.fill_between(t["epoch"], t["ratio_q25"], t["ratio_q75"], color=color, alpha=0.15, lw=0)
+    log_y_axis(ax)
+    epoch_axis(ax, float(max(per_image["epoch"].max(), metrics["epoch"].max())))
+    ax.set_ylabel("per-image ratio: top |activation| /\nmedian non-zero |activation| (median over images)")
+    test_accuracy_twin(ax, metrics, legend_title="band: quartiles over images")
+    ax.set_title(title)
+    return fig
+
+
+@styled
+def plot_ratio_distribution(ratios: dict[str, np.ndarray], title: str) -> Figure:
+    """Histograms (log x) of per-image ratios, one per label (e.g. at initialisation and at the last epoch)."""
+    fig, ax = plt.subplots(layout="constrained", figsize=(8, 4))
+    finite = [np.asarray(v, dtype=float)[np.isfinite(v) & (np.asarray(v) > 0)] for v in ratios.values()]
+    everything = np.concatenate([v for v in finite if len(v)]) if any(len(v) for v in finite) else np.array([1.0])
+    bins = np.geomspace(everything.min(), everything.max() * 1.001, 40) if everything.max() > everything.min() else 10
+    colors = [OKABE_ITO["black"], OKABE_ITO["vermillion"], OKABE_ITO["blue"], OKABE_ITO["bluish green"]]
+    for (label, _), values, color in zip(ratios.items(), finite, colors):
+        ax.hist(values, bins=bins, histtype="step", lw=2, color=color,
+                label=f"{label}: median {np.median(values):.1f}x" if len(values) else label)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "235" else ""))
+    ax.set_xlabel("per-image ratio: top |activation| / median non-zero |activation| (log scale)")
+    ax.set_ylabel("number of probe images")
+    ax.legend(frameon=False)
+    ax.set_title(title)
+    return fig
+
+
+@styled
+def plot_class_index(table: pd.DataFrame, epoch: int, title: str | None = None) -> Figure:
+    """The separation index of every layer and class at one snapshot epoch (an ``index_table``),
+    on a colour scale centred on the split-half baseline 0."""
+    grid = table[table["epoch"] == epoch].pivot(index="layer", columns="class", values="index")
+    fig, ax = plt.subplots(layout="constrained", figsize=(8, 1.4 + 0.4 * len(grid)))
+    bound = float(np.nanmax(np.abs(table["index"].to_numpy()))) or 1.0
+    image = ax.imshow(grid.to_numpy(), cmap="RdBu_r", aspect="auto", vmin=-bound, vmax=bound)
+    ax.set_xticks(range(grid.shape[1]), [CLASSES[c] for c in grid.columns], rotation=30, ha="right")
+    ax.set_yticks(range(len(grid)), [f"layer {layer}" for layer in grid.index])
+    ax.grid(False)
+    fig.colorbar(image, ax=ax, label="separation index")
+    ax.set_title(title or f"Epoch {epoch}: separation index per layer and class "
+                          f"(mean {np.nanmean(grid.to_numpy()):+.2f})")
+    return fig
+
+
+@styled
+def plot_ablation(table: pd.DataFrame, title: str | None = None) -> Figure:
+    """Change of test accuracy when each neuron of an ``ablation_table`` is silenced, with paired 95% intervals:
+    the large-activation neuron first (vermillion), then the random neurons of the same layer (grey)."""
+    rows = table[table["label"] != "baseline"].reset_index(drop=True)
+    fig, ax = plt.subplots(layout="constrained", figsize=(8, 3.8))
+    x = np.arange(len(rows))
+    colors = [OKABE_ITO["vermillion"] if label == "large neuron" else "#999999" for label in rows["label"]]
+    ax.bar(x, 100 * rows["d_test_acc"], color=colors)
+    if "d_test_acc_low" in rows:
+        ax.errorbar(x, 100 * rows["d_test_acc"], yerr=[100 * (rows["d_test_acc"] - rows["d_test_acc_low"]),
+                                                         100 * (rows["d_test_acc_high"] - rows["d_test_acc"])],
+                    fmt="none", ecolor=OKABE_ITO["black"], elinewidth=1, capsize=2)
+    ax.axhline(0, color=OKABE_ITO["black"], lw=0.8)
+    ax.set_xticks(x, [f"{int(n)}" for n in rows["neuron"]], rotation=90, fontsize=7)
+    ax.set_xlabel("silenced neuron (first: the large-activation neuron; the rest: random neurons)")
+    ax.set_ylabel("change of test accuracy (points)")
+    ax.grid(axis="x", visible=False)
+    layer, mode = int(rows["layer"].iloc[0]), str(rows["mode"].iloc[0])
+    ax.set_title(title or f"Layer {layer}, {mode}-ablation: test accuracy change with 95% paired intervals")
+    return fig
+
+
+@styled
+def plot_training_loss(runs: "Sequence[RunData]") -> Figure:
+    """Mean mini-batch training loss per epoch, one line per run."""
+    fig, ax = plt.subplots(layout="constrained", figsize=(8, 4))
+    for color, run in zip(layer_colors(len(runs)), runs):
+        m = run.metrics
+        ax.plot(m["epoch"], m["train_loss"], "o-", ms=3, color=color, label=run.name)
+    ax.set(xlabel="epoch", ylabel="mean mini-batch cross-entropy (nats)")
+    ax.legend(frameon=False)
+    final = ", ".join(f"{r.model.upper()} {r.metrics['train_loss'].iloc[-1]:.2f}" for r in runs)
+    ax.set_title(f"Training loss falls for every model; last epoch: {final}")
     return fig

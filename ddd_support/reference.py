@@ -2,10 +2,13 @@
 
 A reference run keeps the run-directory layout (so ``analysis.load_run`` reads it) with:
 ``config.json`` (plus a ``reference`` entry saying what was left out), ``metrics.csv``,
-``labels.npz``, ``probe.npz``, and at most ``max_snapshots`` snapshots, thinned evenly in
-log-epoch, whose arrays are stored in float16 with only the class means the separation
-analysis needs and the activations of the top ``top_k`` neurons. No checkpoints: the ablation,
-which needs the weights, is computed at export time and kept as ``ablation.csv``.
+``test_correct.npz``, ``labels.npz``, ``probe.npz``, and at most ``max_snapshots`` snapshots,
+thinned evenly in log-epoch, whose arrays are stored in float16 with only the class means the
+separation index needs (``KEPT_MEANS``), the activations of the top ``top_k`` neurons, the
+per-image statistics, and the random control neurons' activations in the last snapshot only.
+No checkpoints: the ablation, which needs the weights, is computed at export time and kept as
+``ablation.csv`` with each row's per-image test correctness (``ablation_test_correct.npz``).
+Only complete runs are exported.
 
 A reference root (``reference/`` in the project) also holds ``reference.json``, an index of
 its runs with the command that produced them, and ``<profile>/tables/*.csv``, the summary
@@ -26,7 +29,7 @@ if TYPE_CHECKING:
     from .data import CifarArrays
 
 from .errors import RunDirError
-from .recording import (CHECKPOINT_INDEX, atomic_savez, atomic_write_json, atomic_write_text,
+from .recording import (CHECKPOINT_INDEX, TEST_CORRECT_FILE, atomic_savez, atomic_write_json,
                         config_differences, now_iso, read_json, run_directory)
 
 #: The project's committed reference runs.
@@ -35,10 +38,15 @@ REFERENCE_ROOT = Path(__file__).resolve().parent.parent / "reference"
 REFERENCE_INDEX = "reference.json"
 
 #: Snapshot keys (after the ``l{layer}_`` prefix) kept in a reference run.
-KEPT_MEANS: tuple[str, ...] = ("mean_clean", "mean_noisy")
+#: (Schema-1 runs keep ``mean_clean`` and ``mean_noisy``, the probe means they have.)
+KEPT_MEANS: tuple[str, ...] = ("mean_clean_a", "mean_clean_b", "mean_noisy", "mean_test")
+SCHEMA1_MEANS: tuple[str, ...] = ("mean_clean", "mean_noisy")
 TOP_KEYS: tuple[str, ...] = ("top_idx", "top_val", "top_act", "top_pre")
-HALF_PRECISION_KEYS: tuple[str, ...] = ("mean_clean", "mean_noisy", "absmax", "pre_absmax",
-                                        "top_val", "top_act", "top_pre", "logits")
+#: Kept in the last exported snapshot only (the correlation baseline reads the last snapshot).
+LAST_ONLY_KEYS: tuple[str, ...] = ("rand_idx", "rand_act")
+HALF_PRECISION_KEYS: tuple[str, ...] = ("mean_clean", "mean_noisy", "mean_clean_a", "mean_clean_b", "mean_test",
+                                        "absmax", "pre_absmax", "top_val", "top_act", "top_pre", "logits",
+                                        "img_top", "img_median_nonzero", "rand_act")
 
 
 def thin_epochs(epochs: list[int], max_count: int) -> list[int]:
@@ -52,12 +60,18 @@ def thin_epochs(epochs: list[int], max_count: int) -> list[int]:
     return sorted(chosen | {epochs[0], epochs[-1]})
 
 
-def compact_snapshot(snapshot: dict[str, np.ndarray], top_k: int) -> dict[str, np.ndarray]:
-    """The reference form of one snapshot: fewer class means, top ``top_k`` neurons, float16 arrays."""
+def compact_snapshot(snapshot: dict[str, np.ndarray], top_k: int, last: bool = True) -> dict[str, np.ndarray]:
+    """The reference form of one snapshot: fewer class means, top ``top_k`` neurons, float16 arrays;
+    the random control neurons only if ``last`` (the last exported snapshot)."""
+    kept_means = KEPT_MEANS if any(k.endswith("_mean_clean_a") for k in snapshot) else SCHEMA1_MEANS
     out = {}
     for key, value in snapshot.items():
         name = key.split("_", 1)[1] if key.startswith("l") and "_" in key and key[1].isdigit() else key
-        if name.startswith("mean_") and name not in KEPT_MEANS:
+        if name.startswith("mean_") and name not in kept_means:
+            continue
+        if name.startswith("count_") and f"mean_{name[len('count_'):]}" not in kept_means:
+            continue
+        if name in LAST_ONLY_KEYS and not last:
             continue
         if name in TOP_KEYS:
             value = value[..., :top_k]
@@ -77,20 +91,26 @@ def export_reference(run_dir: str | os.PathLike, dest: str | os.PathLike, max_sn
     """
     source = Path(run_dir)
     state = read_json(source / "config.json")
+    if state.get("status") != "complete":
+        raise RunDirError(f"{source} is not complete (status {state.get('status')!r}); finish it with "
+                          "`python -m ddd_support train ...` before exporting it")
     cfg = state["config"]
     target = run_directory(dest, cfg["profile"], cfg["model"], cfg["seed"])
     (target / "snapshots").mkdir(parents=True, exist_ok=True)
-    for name in ("metrics.csv", "labels.npz", "probe.npz"):
-        shutil.copyfile(source / name, target / name)
+    for name in ("metrics.csv", "labels.npz", "probe.npz", TEST_CORRECT_FILE):
+        if (source / name).exists():
+            shutil.copyfile(source / name, target / name)
     available = sorted(int(f.stem.split("_")[1]) for f in (source / "snapshots").glob("epoch_*.npz"))
     kept = thin_epochs(available, max_snapshots)
     for epoch in kept:
         with np.load(source / "snapshots" / f"epoch_{epoch:05d}.npz") as z:
-            arrays = compact_snapshot({k: z[k] for k in z.files}, top_k)
+            arrays = compact_snapshot({k: z[k] for k in z.files}, top_k, last=epoch == kept[-1])
         atomic_savez(target / "snapshots" / f"epoch_{epoch:05d}.npz", **arrays)
     state["snapshot_epochs"] = kept
     state["reference"] = {"exported_from_snapshots": available, "top_k": top_k,
-                          "class_means_kept": list(KEPT_MEANS), "float16": list(HALF_PRECISION_KEYS),
+                          "class_means_kept": [k for k in KEPT_MEANS + SCHEMA1_MEANS
+                                               if f"l1_{k}" in arrays],
+                          "random_neurons": "last snapshot only", "float16": list(HALF_PRECISION_KEYS),
                           "checkpoints": "not included", "exported": now_iso()}
     atomic_write_json(target / "config.json", state)  # the ablation below loads the copy
     if ablation and (source / CHECKPOINT_INDEX).exists():
@@ -103,15 +123,15 @@ def export_reference(run_dir: str | os.PathLike, dest: str | os.PathLike, max_sn
 
 
 def _store_ablation(source: Path, target: Path, cifar: "CifarArrays | None") -> dict:
-    """Ablate the top neuron of the largest layer (as chapter 05 does) and write ``target/ablation.csv``."""
+    """Ablate the candidate layer's large-activation neuron (as chapter 05 does) and store it with the copy."""
     from .analysis import load_run
-    from .analysis.ablation import STORED_ABLATION, ablate_neuron
-    from .analysis.large_activation import large_activation_table, largest_layer
+    from .analysis.ablation import (DEFAULT_MODE, DEFAULT_RANDOM, STORED_ABLATION, ablate_neuron,
+                                    ablation_layer, write_stored_ablation)
 
-    layer = largest_layer(large_activation_table(load_run(target)))
-    table = ablate_neuron(load_run(source), layer, mode="zero", n_random=5, arrays=cifar)
-    atomic_write_text(target / STORED_ABLATION, table.to_csv(index=False, float_format="%.17g"))
-    return {"file": STORED_ABLATION, "layer": layer, "mode": "zero", "n_random": 5,
+    layer = ablation_layer(load_run(source))
+    table = ablate_neuron(load_run(source), layer, mode=DEFAULT_MODE, n_random=DEFAULT_RANDOM, arrays=cifar)
+    write_stored_ablation(table, target)
+    return {"file": STORED_ABLATION, "layer": layer, "mode": DEFAULT_MODE, "n_random": DEFAULT_RANDOM,
             "epoch": int(table["epoch"].iloc[0])}
 
 
@@ -165,5 +185,8 @@ def _overridden(run) -> list[str]:
 
     if run.profile not in PROFILES:
         return ["profile"]
+    from .config import TrainConfig
+
     expected = PROFILES[run.profile].config(run.model, run.seed).to_dict()
-    return list(config_differences(run.config, expected, ignore=frozenset({"progress"})))
+    recorded = TrainConfig.from_dict(run.config).to_dict()  # keys added since take their defaults
+    return list(config_differences(recorded, expected, ignore=frozenset({"progress"})))

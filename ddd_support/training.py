@@ -16,11 +16,13 @@ import torch
 import torch.nn.functional as F
 
 from . import data as data_mod
-from .config import RESUME_INSENSITIVE_KEYS, TrainConfig, snapshot_epochs
+from .async_checkpoint import AsyncCheckpointer
+from .config import TrainConfig, resume_insensitive_keys, snapshot_epochs
 from .errors import RunDirError, TrainingDiverged
 from .evaluation import four_way_evaluation
 from .models import MLP, model_from_config
 from .noise import NoisyLabels, symmetric_noise
+from .schedule import lr_at, set_lr
 from .recording import (METRIC_COLUMNS, SCHEMA_VERSION, TEST_CORRECT_FILE, atomic_savez, atomic_write_json,
                         atomic_write_text, config_differences, load_checkpoint, now_iso,
                         provenance, read_json, read_test_correct, run_directory, save_checkpoint,
@@ -169,6 +171,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike = "runs",
                initial=start, total=cfg.epochs, disable=not cfg.progress)
     for epoch in bar:
         t0 = time.perf_counter()
+        set_lr(opt, lr_at(cfg, epoch))
         order = batch_order(len(prepared.x_train), cfg.resolved_order_seed, epoch)
         train_loss = train_one_epoch(model, opt, prepared.x_train, prepared.y_noisy, order,
                                      cfg.batch_size, amp_dtype)
@@ -195,6 +198,7 @@ class RunRecorder:
         self.prepared: PreparedData | None = None
         self.rows: list[dict] = []
         self.test_correct: list[np.ndarray] = []
+        self.checkpointer = AsyncCheckpointer(pin=True, background=device.type == "cuda")
         self.complete = state_is_complete(self.state, cfg.epochs)
         if self.complete:
             _log(cfg, f"{self.run_dir}: already complete ({self.state['epochs_done']} epochs), nothing to do")
@@ -257,11 +261,13 @@ class RunRecorder:
         write_test_correct(run_dir, np.stack(self.test_correct))
         _write_metrics(run_dir, pd.DataFrame(self.rows, columns=list(METRIC_COLUMNS)))
         if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
-            save_checkpoint(run_dir, checkpoint_state(), epoch)
+            self.checkpointer.submit(checkpoint_state(),
+                                     lambda state, epoch=epoch: save_checkpoint(run_dir, state, epoch))
         return row
 
     def finish(self) -> None:
-        """Mark the run complete, with its totals."""
+        """Mark the run complete, with its totals (after the last checkpoint is on disk)."""
+        self.checkpointer.wait()
         _finish(self.run_dir)
 
 
@@ -326,7 +332,7 @@ def _open_run_dir(run_dir: Path, cfg: TrainConfig, device: torch.device) -> dict
         state = read_json(path)
         if state.get("schema_version") != SCHEMA_VERSION:
             raise RunDirError(f"{path} has schema {state.get('schema_version')}, expected {SCHEMA_VERSION}")
-        diff = config_differences(state["config"], wanted, RESUME_INSENSITIVE_KEYS)
+        diff = config_differences(state["config"], wanted, resume_insensitive_keys(cfg))
         if diff:
             listed = "; ".join(f"{k}: recorded {a!r}, requested {b!r}" for k, (a, b) in diff.items())
             raise RunDirError(f"{run_dir} holds a run with another configuration ({listed}). "

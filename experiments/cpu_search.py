@@ -58,7 +58,7 @@ def summarize(out: Path) -> pd.DataFrame:
             "clean_fit_epoch": p.clean_fit_epoch, "noisy_fit_end_epoch": p.noisy_fit_end_epoch,
             "test_peak_epoch": p.test_peak_epoch, "test_peak_acc": p.test_peak_acc,
             "test_dip_epoch": p.test_dip_epoch, "test_dip_acc": p.test_dip_acc,
-            "regeneralizes": p.regeneralizes, "regen_epoch": p.regen_epoch, "regen_acc": p.regen_acc,
+            "regeneralizes": p.recovers_from_dip, "regen_epoch": p.recovery_epoch, "regen_acc": p.recovery_acc,
             "final_test_acc": p.final_test_acc, "final_noisy_acc": float(m["noisy_acc"].iloc[-1]),
             "test_acc_at_noisy_fit": _at(m, p.noisy_fit_end_epoch, "test_acc"),
             "test_acc_change_after_fit": (None if p.noisy_fit_end_epoch is None

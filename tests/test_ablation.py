@@ -137,13 +137,46 @@ def test_ablate_neuron_loads_the_newest_checkpoint_and_rebuilds_the_data(run_dir
     assert (table["test_acc"].iloc[2:] == 1.0).all()
 
 
-def test_ablate_neuron_defaults_to_the_top_neuron_at_the_checkpoint_epoch(tmp_path):
+def test_ablate_neuron_defaults_to_the_most_frequent_top_neuron_at_the_checkpoint_epoch(tmp_path):
     from ddd_support.analysis.rundata import load_run
 
     run = load_run(train(CONFIG, tmp_path, arrays=brightness_arrays()))
-    expected = int(run.snapshot(CONFIG.epochs)["l2_top_idx"][0])
+    values, counts = np.unique(run.snapshot(CONFIG.epochs)["l2_img_argmax"], return_counts=True)
     table = ablate_neuron(run, layer=2, n_random=0, arrays=brightness_arrays())
-    assert table["neuron"].iloc[1] == expected and (table["epoch"] == CONFIG.epochs).all()
+    assert table["neuron"].iloc[1] == values[np.argmax(counts)] and (table["epoch"] == CONFIG.epochs).all()
+
+
+def test_ablating_an_inert_neuron_has_no_effect(model, data):
+    from ddd_support.analysis.ablation import ablation_summary
+    from ddd_support.analysis.stats import FAILS, Interval, verdict
+
+    table = ablation_table(model, data, layer=1, neuron=0, n_random=4)   # neuron 0 has no weights
+    summary = ablation_summary(table)
+    assert summary["d_test_acc"] == 0.0 and summary["low"] == summary["high"] == 0.0
+    assert summary["p_mcnemar"] == 1.0 and summary["percentile"] == 0.5   # ties with silent random neurons
+    assert verdict(Interval(summary["d_test_acc"], summary["low"], summary["high"], 100), side="below") == FAILS
+
+
+def test_silencing_the_planted_neuron_is_a_paired_drop_beyond_every_random_neuron(model, data):
+    from ddd_support.analysis.ablation import ablation_summary
+
+    table = ablation_table(model, data, layer=1, neuron=PLANTED, mode="zero", n_random=5)
+    summary = ablation_summary(table)
+    assert summary["high"] < -0.5 and summary["p_mcnemar"] < 1e-10 and summary["percentile"] == 1.0
+    correct = table.attrs["test_correct"]
+    assert correct.shape == (7, len(data.y_test)) and correct[0].all()
+    assert table.loc[1, "right_to_wrong"] == int((~correct[1]).sum())
+
+
+def test_stored_ablation_keeps_the_per_image_record_and_rederives_the_tests(model, data, tmp_path):
+    from ddd_support.analysis.ablation import stored_ablation, write_stored_ablation
+
+    table = ablation_table(model, data, layer=1, neuron=PLANTED, mode="zero", n_random=2)
+    write_stored_ablation(table.drop(columns=["p_mcnemar"]), tmp_path)
+    run = type("R", (), {"path": tmp_path})()
+    again = stored_ablation(run)
+    assert np.array_equal(again.attrs["test_correct"], table.attrs["test_correct"])
+    assert np.allclose(again["p_mcnemar"], table["p_mcnemar"])
 
 
 def test_ablate_neuron_without_a_snapshot_at_the_checkpoint_epoch_asks_for_the_neuron(run_dir):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
@@ -9,7 +10,9 @@ import sys
 from pathlib import Path
 
 import jupytext
+import nbformat
 import pytest
+import yaml
 
 from ddd_support import book
 from ddd_support.data import DATA_ROOT_ENV
@@ -19,6 +22,11 @@ CHAPTERS = [name for name in book.chapter_names() if book.is_notebook(ROOT / f"{
 #: Figures each chapter shows at least (on the smoke profile, three models).
 MIN_FIGURES = {"book/01_noise": 2, "book/02_training": 1, "book/03_loss_decomposition": 9,
                "book/04_separation": 10, "book/05_large_activation": 11}
+#: Chapters whose parameters are typed (shown by `papermill --help-notebook`) and checked with
+#: `ddd_support.parameters` in the cell after the parameters cell.
+CHECKED_PARAMETERS = ["book/intro", "book/01_noise", "book/02_training", "book/03_loss_decomposition",
+                      "book/04_separation", "book/05_large_activation", "book/06_conclusions",
+                      "book/appendix_reproducibility"]
 
 
 def tags(cell) -> list[str]:
@@ -54,11 +62,127 @@ def test_chapters_after_training_take_a_run_root():
         assert "run_root" in book.declared_parameters(jupytext.read(ROOT / f"{name}.md")), name
 
 
-def test_parameter_values_are_read_as_yaml():
-    assert book.parse_value("30") == 30
-    assert book.parse_value("[0, 1]") == [0, 1]
-    assert book.parse_value("{epochs: 30}") == {"epochs": 30}
-    assert book.parse_value("mlp7") == "mlp7"
+def parameters_cell(name: str):
+    return next(c for c in jupytext.read(ROOT / f"{name}.md").cells if "parameters" in tags(c))
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_papermill_reads_every_assignment_of_the_parameters_cell(name):
+    tree = ast.parse(parameters_cell(name).source)
+    assigned = [node.targets[0].id if isinstance(node, ast.Assign) else node.target.id
+                for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))]
+    assert sorted(book.declared_parameters(jupytext.read(ROOT / f"{name}.md"))) == sorted(assigned)
+
+
+@pytest.mark.parametrize("name", CHECKED_PARAMETERS)
+def test_parameters_carry_type_hints_that_papermill_shows(name):
+    import papermill
+
+    found = papermill.inspect_notebook(jupytext.read(ROOT / f"{name}.md"))
+    assert found and all(p["inferred_type_name"] != "None" for p in found.values()), found
+
+
+@pytest.mark.parametrize("name", CHECKED_PARAMETERS)
+def test_the_cell_after_the_parameters_checks_every_parameter(name):
+    code = [c for c in jupytext.read(ROOT / f"{name}.md").cells if c.cell_type == "code"]
+    checks = code[1].source
+    assert "from ddd_support.parameters import" in checks
+    for parameter in book.declared_parameters(jupytext.read(ROOT / f"{name}.md")):
+        assert re.search(rf"^{parameter} = \w+\(", checks, re.M), parameter
+
+
+@pytest.mark.parametrize("raw", ["30", "-2", "0.5", "1e-4", "True", "False", "None", "mlp7", "[0, 1]",
+                                 "{epochs: 30}", "../runs", ""])
+def test_p_values_are_read_exactly_as_papermill_reads_them(raw):
+    from papermill.cli import _resolve_type
+
+    value = book.parse_value(raw)
+    assert value == _resolve_type(raw) and type(value) is type(_resolve_type(raw))
+
+
+def test_lists_and_dicts_come_through_yaml():
+    assert book.collect_parameters(yamls=["seeds: [0, 1]", "overrides: {epochs: 30}"]) == {
+        "seeds": [0, 1], "overrides": {"epochs": 30}}
+
+
+def test_a_list_given_with_p_is_refused_naming_the_yaml_option():
+    with pytest.raises(book.BookError, match=r'-y "seeds: \[0, 1\]"'):
+        book.collect_parameters(params=[("seeds", "[0, 1]")])
+
+
+def test_parameter_sources_apply_in_papermills_order(tmp_path):
+    file = tmp_path / "params.yml"
+    file.write_text("n_show: 1\nseeds: [5]\nprofile: cpu\n")
+    params = book.collect_parameters(files=[str(file)], yamls=["n_show: 2\nseeds: [6]"],
+                                     params=[("n_show", "3")], raws=[("profile", "3")])
+    assert params == {"n_show": 3, "seeds": [6], "profile": "3"}
+
+
+def test_a_yaml_parameter_that_is_not_a_mapping_is_refused():
+    with pytest.raises(book.BookError, match="expected a YAML mapping"):
+        book.collect_parameters(yamls=["[0, 1]"])
+
+
+def test_without_a_repository_url_the_buttons_that_need_one_are_off():
+    config = book.book_config(ROOT, None)
+    assert config["repository"]["url"] == ""
+    assert not config["html"]["use_repository_button"] and not config["html"]["use_issues_button"]
+    assert config["launch_buttons"]["binderhub_url"] == ""
+
+
+def test_a_repository_url_turns_on_repository_and_binder_buttons():
+    config = book.book_config(ROOT, "https://github.com/someone/fork/", "gh-pages-test")
+    assert config["repository"] == {**config["repository"], "url": "https://github.com/someone/fork",
+                                     "branch": "gh-pages-test"}
+    assert config["html"]["use_repository_button"]
+    assert config["launch_buttons"]["binderhub_url"] and config["launch_buttons"]["notebook_interface"] == "jupyterlab"
+
+
+def test_a_repository_that_is_not_a_url_is_refused():
+    with pytest.raises(book.BookError, match="not a URL"):
+        book.book_config(ROOT, "someone/fork")
+
+
+def test_the_committed_config_names_no_repository():
+    committed = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert not committed.get("repository", {}).get("url")
+
+
+def test_the_staged_config_takes_the_repository_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv(book.REPOSITORY_URL_ENV, "https://github.com/someone/fork")
+    book.stage_source(ROOT, tmp_path, *book.repository_from_env())
+    staged = yaml.safe_load((tmp_path / "_config.yml").read_text())
+    assert staged["repository"]["url"] == "https://github.com/someone/fork"
+    assert (tmp_path / "README.md").is_file() and (tmp_path / "_toc.yml").is_file()
+
+
+def test_html_preparation_hides_injected_parameters_and_gives_widgets_a_fallback(tmp_path):
+    nb = nbformat.v4.new_notebook(metadata={"widgets": {"state": {}}})
+    nb.cells = [nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("x = 2", metadata={"tags": ["injected-parameters"]}),
+                nbformat.v4.new_code_cell("interact(f)", outputs=[nbformat.v4.new_output(
+                    "display_data", data={book.WIDGET_VIEW_MIME: {"model_id": "1"}, "text/plain": "VBox()"})])]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    book.prepare_for_html(path)
+    done = nbformat.read(path, as_version=4)
+    assert [c.metadata.get("tags") for c in done.cells[:2]] == [["parameters"],
+                                                                 ["injected-parameters", "remove-cell"]]
+    assert done.cells[2].outputs[0]["data"]["text/plain"] == book.WIDGET_FALLBACK
+    assert "widgets" not in done.metadata
+
+
+def test_the_html_renders_the_widget_fallback_not_the_widget():
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    overrides = config["sphinx"]["config"]["nb_mime_priority_overrides"]
+    assert ["*", book.WIDGET_VIEW_MIME, None] in overrides
+
+
+def test_help_examples_use_only_declared_parameters():
+    declared = set().union(*(book.declared_parameters(jupytext.read(ROOT / f"{n}.md")) for n in CHAPTERS))
+    used = re.findall(r"-p ([a-z_]+) ", book.EXAMPLES + book.build_parser().format_help())
+    used += re.findall(r'-y "(\w+):', book.EXAMPLES)
+    assert used and set(used) <= declared, set(used) - declared
 
 
 def test_analysis_chapters_keep_their_reference_unless_fresh():

@@ -1,10 +1,13 @@
+import logging
 import subprocess
 import sys
+import warnings
 
 import pandas as pd
 import pytest
 
-from ddd_support.cli import main
+from ddd_support import __version__, cli, runner
+from ddd_support.cli import build_parser, main
 
 from .conftest import REPO, write_image_folder
 
@@ -37,12 +40,81 @@ def test_unknown_key_exits_2_with_the_valid_ones(capsys):
     assert "valid keys" in capsys.readouterr().err
 
 
-def test_missing_data_exits_2_naming_both_sources(tmp_path, monkeypatch, capsys):
+def test_missing_data_is_a_failure_exit_1_naming_both_sources(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DDD_DATA_ROOT", str(tmp_path / "absent"))
     monkeypatch.setenv("DDD_CACHE_DIR", str(tmp_path / "cache"))
     code = main(["train", "--out", str(tmp_path / "runs"), "--set", "data_source=imagefolder", *TINY])
-    assert code == 2
-    assert "image-folder" in capsys.readouterr().err
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "image-folder" in err
+
+
+def test_a_bad_argument_is_a_usage_error_exit_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--no-such-flag"])
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --no-such-flag" in capsys.readouterr().err
+
+
+def test_version_flag_prints_the_package_version():
+    result = subprocess.run([sys.executable, "-m", "ddd_support", "--version"], cwd=REPO, capture_output=True,
+                            text=True)
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"ddd_support {__version__}"
+
+
+@pytest.mark.parametrize("command", [["train"], ["profiles"], ["analyze", "RUN"], ["export-reference", "RUN",
+                                                                                   "--dest", "out"]])
+@pytest.mark.parametrize("flag, quiet, verbose", [("-q", True, None), ("--quiet", True, None), ("-v", False, 1),
+                                                  ("-vv", False, 2)])
+def test_every_subcommand_takes_quiet_and_verbose_before_or_after_it(command, flag, quiet, verbose):
+    for argv in ([flag, *command], [*command, flag]):
+        args = build_parser().parse_args(argv)
+        assert getattr(args, "quiet", False) == quiet and getattr(args, "verbose", None) == verbose, argv
+
+
+def test_status_goes_to_stderr_and_results_to_stdout(image_root, tmp_path, capsys):
+    loud = [a for a in TINY if a != "--quiet"]
+    assert main(["train", "--model", "mlp3", "--out", str(tmp_path / "runs"), *loud]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip().endswith("smoke/mlp3/seed0")
+    assert "train: profile smoke, model(s) mlp3, seed(s) 0" in err
+
+
+def test_quiet_leaves_stderr_empty(image_root, tmp_path, capsys):
+    assert main(["-q", "train", "--model", "mlp3", "--out", str(tmp_path / "runs"), *TINY]) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and "smoke/mlp3/seed0" in out
+
+
+def test_python_warnings_are_logged_to_stderr(capsys):
+    cli.configure_logging(0)
+    try:
+        warnings.warn("something odd", UserWarning, stacklevel=1)
+    finally:
+        logging.captureWarnings(False)
+    err = capsys.readouterr().err
+    assert err.startswith("warning: ") and "UserWarning: something odd" in err
+
+
+def test_ctrl_c_exits_130_with_a_resume_hint_and_no_traceback(monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "train_profile", interrupted)
+    assert main(["train", "--model", "mlp3"]) == 130
+    err = capsys.readouterr().err
+    assert "error: interrupted; the same command resumes" in err and "Traceback" not in err
+
+
+def test_ctrl_c_through_the_module_entry_point_exits_130_without_a_traceback():
+    code = ("import runpy, ddd_support.runner as r\n"
+            "def stop(*a, **k): raise KeyboardInterrupt\n"
+            "r.train_profile = stop\n"
+            "runpy.run_module('ddd_support', run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", code, "train"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 130
+    assert "interrupted" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_train_command_trains_every_model_of_the_profile(image_root, tmp_path, capsys):

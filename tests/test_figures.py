@@ -207,3 +207,40 @@ def test_seed_spread_of_one_seed_draws_no_band_and_can_use_log_axes():
     narrow = one.assign(change=lambda t: 10 + t["change"])
     ax = fg.plot_seed_spread(narrow, x="epoch", y="change", ylabel="r", title="t", log_y=True).axes[0]
     assert ax.get_yscale() == "linear"
+
+
+# --------------------------------------------------------------------------- verdict figures
+def test_interval_plot_fills_only_markers_whose_interval_excludes_the_null():
+    table = pd.DataFrame({"model": ["mlp3", "mlp5", "mlp7"], "seed": [0, 0, 0], "change": [0.02, 0.01, np.nan],
+                          "low": [0.01, -0.01, np.nan], "high": [0.03, 0.03, np.nan]})
+    ax = fg.plot_intervals(table, "change", "low", "high", "points", "t", scale=100).axes[0]
+    markers = [l for l in ax.lines if l.get_marker() == "o"]
+    assert len(markers) == 2
+    faces = {round(l.get_xdata()[0], 6): l.get_markerfacecolor() for l in markers}
+    assert to_rgba(faces[2.0]) != to_rgba("white") and to_rgba(faces[1.0]) == to_rgba("white")
+    assert "MLP7 seed 0 (not testable)" in [t.get_text() for t in ax.get_yticklabels()]
+
+
+def test_separation_index_draws_initialisation_and_last_epoch_per_model_with_the_baseline():
+    rows = [(m, s, e, l, 0.1 * l * (e > 0)) for m in ("mlp3", "mlp5") for s in (0, 1) for e in (0, 40)
+            for l in range(1, 3 if m == "mlp3" else 5)]
+    index = pd.DataFrame(rows, columns=["model", "seed", "epoch", "layer", "index"])
+    fig = fg.plot_separation_index(index, "t")
+    assert len(fig.axes) == 2
+    labels = [l.get_label() for l in fig.axes[1].lines]
+    assert "epoch 0 (initialisation)" in labels and "epoch 40" in labels
+    assert any(l.get_ydata()[0] == 0 and l.get_linestyle() == "--" for l in fig.axes[0].lines)
+
+
+def test_ratio_plots_and_ablation_bars_return_labelled_figures():
+    per_image = pd.DataFrame([(e, l, 3.0 + e * l / 10, 2.5, 3.5) for e in (0, 1, 10) for l in (1, 2)],
+                             columns=["epoch", "layer", "ratio", "ratio_q25", "ratio_q75"])
+    assert "per-image ratio" in fg.plot_ratio_over_training(per_image, metrics(), "t").axes[0].get_ylabel()
+    dist = fg.plot_ratio_distribution({"epoch 0": np.array([2.0, 3.0, 4.0]), "epoch 9": np.array([20.0, 30.0])}, "t")
+    assert "median 25.0x" in [t.get_text() for t in dist.axes[0].get_legend().get_texts()][1]
+    table = pd.DataFrame({"label": ["baseline", "large neuron", "random neuron 1"], "layer": 2, "neuron": [-1, 7, 3],
+                          "mode": "mean", "d_test_acc": [0.0, -0.1, 0.0], "d_test_acc_low": [0.0, -0.12, -0.01],
+                          "d_test_acc_high": [0.0, -0.08, 0.01]})
+    ax = fg.plot_ablation(table).axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["7", "3"]
+    assert "Layer 2, mean-ablation" in ax.get_title()

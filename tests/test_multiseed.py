@@ -4,8 +4,9 @@ import torch
 
 from ddd_support.errors import ConfigError
 from ddd_support.models import model_from_config
-from ddd_support.multiseed import SeedBatch, train_seeds
+from ddd_support.multiseed import SeedBatch, parse_vary, train_seeds, variant_configs
 from ddd_support.recording import METRIC_COLUMNS, TIMING_COLUMNS, load_checkpoint
+from ddd_support.schedule import lr_at, set_lr
 from ddd_support.training import batch_order, make_optimizer, prepare_data, train, train_one_epoch
 
 from .conftest import tiny_config
@@ -62,8 +63,57 @@ def test_stacked_gemms_match_separate_training_to_rounding(synthetic_arrays):
             assert torch.allclose(models[j].state_dict()[name], value, atol=1e-5), name
 
 
-def test_seeds_with_different_settings_are_refused(tmp_path, synthetic_arrays):
-    with pytest.raises(ConfigError, match="lr"):
-        train_seeds([tiny_config(seed=0), tiny_config(seed=1, lr=1e-2)], tmp_path, synthetic_arrays)
+def test_runs_that_differ_in_shape_or_loop_settings_are_refused(tmp_path, synthetic_arrays):
+    with pytest.raises(ConfigError, match="batch_size"):
+        train_seeds([tiny_config(seed=0), tiny_config(seed=1, batch_size=16)], tmp_path, synthetic_arrays)
+    with pytest.raises(ConfigError, match="base_width"):
+        train_seeds([tiny_config(seed=0), tiny_config(seed=1, base_width=8)], tmp_path, synthetic_arrays)
     with pytest.raises(ConfigError, match="once"):
         train_seeds([tiny_config(seed=0), tiny_config(seed=0)], tmp_path, synthetic_arrays)
+
+
+def test_runs_sharing_a_seed_need_their_own_output_roots(tmp_path, synthetic_arrays):
+    with pytest.raises(ConfigError, match="output roots"):
+        train_seeds([tiny_config(seed=0), tiny_config(seed=0, lr=3e-3)], tmp_path, synthetic_arrays)
+
+
+def test_runs_differing_in_lr_and_noise_rate_equal_separate_runs_bit_for_bit(tmp_path, synthetic_arrays):
+    cfgs = [tiny_config(seed=0, epochs=2), tiny_config(seed=0, epochs=2, lr=3e-3, noise_rate=0.1),
+            tiny_config(seed=1, epochs=2, weight_decay=1e-2)]
+    outs = [tmp_path / "b" / name for name in ("base", "lr_noise", "wd")]
+    batched = train_seeds(cfgs, outs, synthetic_arrays)
+    for cfg, run, name in zip(cfgs, batched, ("base", "lr_noise", "wd")):
+        ref = train(cfg, tmp_path / "a" / name, synthetic_arrays)
+        pd.testing.assert_frame_equal(metrics(run), metrics(ref), check_exact=True)
+        ours, theirs = load_checkpoint(run), load_checkpoint(ref)
+        assert all(torch.equal(ours["model"][k], v) for k, v in theirs["model"].items())
+        assert ours["optimizer"]["param_groups"][0]["lr"] == cfg.lr
+
+
+def test_a_cosine_schedule_gives_each_epoch_its_rate(tmp_path, synthetic_arrays):
+    cfg = tiny_config(seed=1, epochs=3, lr=3e-3, lr_schedule="cosine")
+    [run] = train_seeds([cfg, tiny_config(seed=2, epochs=3, lr=3e-3, lr_schedule="cosine")], tmp_path,
+                        synthetic_arrays)[:1]
+    d = prepare_data(cfg, synthetic_arrays, torch.device("cpu"))
+    model = model_from_config(cfg)
+    opt = make_optimizer(model, cfg, torch.device("cpu"))
+    for epoch in (1, 2, 3):
+        set_lr(opt, lr_at(cfg, epoch))
+        train_one_epoch(model, opt, d.x_train, d.y_noisy, batch_order(len(d.x_train), cfg.seed, epoch),
+                        cfg.batch_size, None)
+    saved = load_checkpoint(run)
+    assert all(torch.equal(saved["model"][k], v) for k, v in model.state_dict().items())
+    assert saved["optimizer"]["param_groups"][0]["lr"] == lr_at(cfg, 3) < cfg.lr
+
+
+def test_variants_land_in_their_own_roots_and_train_together(tmp_path, synthetic_arrays):
+    vary = parse_vary(["noise_rate=0.0,0.2"])
+    assert vary == {"noise_rate": [0.0, 0.2]}
+    cfgs, outs = variant_configs("smoke", "mlp3", [0], {"epochs": 1, "n_train": 300, "n_test": 100,
+                                                         "base_width": 8, "progress": False}, vary, tmp_path)
+    assert [o.name for o in outs] == ["noise_rate0.0", "noise_rate0.2"]
+    runs = train_seeds(cfgs, outs, synthetic_arrays)
+    assert [r.relative_to(tmp_path).as_posix() for r in runs] == ["noise_rate0.0/smoke/mlp3/seed0",
+                                                                   "noise_rate0.2/smoke/mlp3/seed0"]
+    with pytest.raises(ConfigError, match="may vary"):
+        parse_vary(["base_width=8,16"])

@@ -63,10 +63,10 @@ def test_reported_accuracies_are_the_recorded_values(planted):
 
 
 def test_recovery_after_the_dip_is_regeneralization(planted):
-    assert planted.regeneralizes
-    assert planted.regen_epoch == 200
-    assert planted.regen_acc == pytest.approx(0.58)
-    assert 0.1 < planted.regen_gain <= 0.13
+    assert planted.recovers_from_dip
+    assert planted.recovery_epoch == 200
+    assert planted.recovery_acc == pytest.approx(0.58)
+    assert 0.1 < planted.dip_recovery <= 0.13
 
 
 def test_test_loss_minimum_peak_and_second_descent(planted):
@@ -84,19 +84,19 @@ def test_loss_that_keeps_rising_has_no_second_descent():
 def test_accuracy_that_stays_low_after_the_dip_does_not_regeneralize():
     ph = detect_phases(metrics(test_acc=curve((0, 0.1), (10, 0.6), (60, 0.45), (300, 0.45))))
     assert ph.test_dip_epoch == 60
-    assert not ph.regeneralizes
-    assert ph.regen_epoch is None
+    assert not ph.recovers_from_dip
+    assert ph.recovery_epoch is None
 
 
 def test_single_epoch_spike_is_not_taken_for_regeneralization():
     test_acc = curve((0, 0.1), (10, 0.6), (60, 0.45), (300, 0.45))
     test_acc[150] += 0.1
-    assert not detect_phases(metrics(test_acc=test_acc)).regeneralizes
+    assert not detect_phases(metrics(test_acc=test_acc)).recovers_from_dip
 
 
 def test_monotone_test_accuracy_has_no_peak_or_dip():
     ph = detect_phases(metrics(test_acc=curve((0, 0.1), (300, 0.7))))
-    assert (ph.test_peak_epoch, ph.test_dip_epoch, ph.regeneralizes) == (None, None, False)
+    assert (ph.test_peak_epoch, ph.test_dip_epoch, ph.recovers_from_dip) == (None, None, False)
     assert ph.final_test_acc == pytest.approx(0.7)
 
 
@@ -193,8 +193,8 @@ def test_a_second_rise_within_test_set_noise_is_not_regeneralisation():
     test = test + np.where(epochs > 40, 0.02 * np.minimum(epochs - 40, 10) / 10, 0.0)
     m = pd.DataFrame({"epoch": epochs, "clean_acc": 1.0, "noisy_acc": np.minimum(1.0, epochs / 30),
                       "noisy_true_acc": 0.2, "test_acc": test, "test_loss": 2.0})
-    assert detect_phases(m).regeneralizes
-    assert not detect_phases(m, n_test=500).regeneralizes
+    assert detect_phases(m).recovers_from_dip
+    assert not detect_phases(m, n_test=500).recovers_from_dip
 
 
 def test_a_rise_before_the_noisy_labels_are_fit_is_not_regeneralisation():
@@ -205,4 +205,4 @@ def test_a_rise_before_the_noisy_labels_are_fit_is_not_regeneralisation():
                       "noisy_true_acc": 0.1, "test_acc": test, "test_loss": 2.0})
     p = detect_phases(m)
     assert p.test_dip_epoch is not None and p.noisy_fit_end_epoch is None
-    assert not p.regeneralizes and p.regen_epoch is None
+    assert not p.recovers_from_dip and p.recovery_epoch is None

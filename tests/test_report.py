@@ -127,9 +127,10 @@ def test_missing_probe_file_is_named(run_copy):
 
 def test_report_holds_the_three_summaries(runs_root):
     text = analyze(runs_root / "test" / "mlp3" / "seed0", write_figures=False)
-    for heading in ("Phases", "Separation", "Large activation", "Correlations of layer"):
+    for heading in ("Verdicts", "Phases", "Separation index", "Large activation", "Correlations of layer"):
         assert heading in text
     assert "test_dip_epoch" in text and "brightness" in text and "emergence" in text
+    assert "post_fit_rise" in text and "not testable" in text
 
 
 def test_report_writes_its_figures_as_png(run_copy):

@@ -106,3 +106,96 @@ def test_separation_summary_reports_first_and_last_snapshot_per_layer(run):
     assert summary.loc[2, "last"] == pytest.approx(SQRT_HALF / 2)
     assert summary.loc[2, "change"] == pytest.approx(SQRT_HALF / 2 - 1.0)
     assert summary.loc[1, "change"] == pytest.approx(0.0)
+
+
+# --------------------------------------------------------------------------- the index and its baselines
+from ddd_support.analysis.separation import class_cosines, depth_trend, index_table  # noqa: E402
+
+
+def sampled_means(rng: np.random.Generator, centres: np.ndarray, spread: float, m: int,
+                  shift: np.ndarray | None = None) -> np.ndarray:
+    """(10, W) means of m samples per class drawn around ``centres`` (plus ``shift`` for the noisy group)."""
+    out = np.empty_like(centres)
+    for c in range(len(centres)):
+        centre = centres[c] + (0 if shift is None else shift[c])
+        out[c] = np.maximum(centre + rng.normal(0, spread, size=(m, centres.shape[1])), 0).mean(axis=0)
+    return out
+
+
+def planted_snapshot(rng: np.random.Generator, spreads: list[float], pull: list[float], m: int = 60,
+                     width: int = 40) -> dict[str, np.ndarray]:
+    """Layers with the given per-sample spread; the noisy group of layer l is pulled ``pull[l]`` of
+    the way towards the next class's centre (0: drawn from the same distribution as the clean halves)."""
+    centres = np.abs(np.random.default_rng(7).normal(1.0, 1.0, size=(10, width)))
+    towards = np.roll(centres, 1, axis=0) - centres
+    snap = {}
+    for layer, (spread, p) in enumerate(zip(spreads, pull), start=1):
+        snap[f"l{layer}_mean_clean_a"] = sampled_means(rng, centres, spread, m)
+        snap[f"l{layer}_mean_clean_b"] = sampled_means(rng, centres, spread, m)
+        snap[f"l{layer}_mean_noisy"] = sampled_means(rng, centres, spread, m, p * towards)
+        snap[f"l{layer}_mean_clean"] = (snap[f"l{layer}_mean_clean_a"] + snap[f"l{layer}_mean_clean_b"]) / 2
+        snap[f"l{layer}_absmax"] = centres.max(axis=0)
+    return snap
+
+
+def planted_index_run(tmp_path: Path, last_pull: list[float]) -> RunData:
+    """Three layers; at epoch 0 nothing is pulled; by epoch 10 the per-sample spread has grown with depth
+    (which alone lowers every raw cosine) and the noisy groups are pulled by ``last_pull``."""
+    rng = np.random.default_rng(0)
+    run = write_run(tmp_path, {0: planted_snapshot(rng, [0.5, 0.5, 0.5], [0, 0, 0]),
+                               10: planted_snapshot(rng, [0.5, 2.0, 4.0], last_pull)})
+    run.config["hidden_widths"] = [40, 40, 40]
+    return run
+
+
+def test_equal_groups_do_not_separate_even_where_the_raw_cosine_falls(tmp_path):
+    run = planted_index_run(tmp_path, last_pull=[0, 0, 0])
+    table = index_table(run)
+    raw = layer_separation(separation_table(run))
+    last = raw[raw["epoch"] == 10].set_index("layer")["cosine"]
+    assert last[3] < last[1] - 0.02       # the raw cosine "separates" with depth ...
+    trend = depth_trend(table)
+    assert trend["outer_low"] < 0 < trend["outer_high"]   # ... the index does not
+    assert trend["trend_low"] < 0 < trend["trend_high"]
+
+
+def test_noisy_groups_pulled_towards_another_class_separate_with_depth(tmp_path):
+    trend = depth_trend(index_table(planted_index_run(tmp_path, last_pull=[0.0, 0.3, 0.6])))
+    assert trend["outer_low"] > 0 and trend["trend_low"] > 0
+    assert 0.1 < trend["outer"] < 1.0   # part of the way to another class, not beyond it
+
+
+def test_index_at_initialisation_is_near_zero(tmp_path):
+    table = index_table(planted_index_run(tmp_path, last_pull=[0.0, 0.3, 0.6]))
+    assert table[table["epoch"] == 0]["index"].abs().mean() < 0.05
+
+
+def test_class_cosines_follow_the_definition_on_known_vectors():
+    a = np.eye(10) + 1.0
+    snap = {"l1_mean_clean_a": a, "l1_mean_clean_b": a.copy(), "l1_mean_noisy": a.copy(), "l1_absmax": np.ones(10)}
+    snap["l1_mean_noisy"][0] = a[1]                      # class 0's noisy images look like class 1
+    table = class_cosines(snap, 1).set_index("class")
+    assert table.loc[0, "split_half"] == pytest.approx(1.0)
+    assert table.loc[0, "index"] == pytest.approx(1.0)   # as far as another class
+    assert table.loc[1, "index"] == pytest.approx(0.0)
+
+
+def test_leaving_the_top_neurons_out_removes_a_shared_giant_coordinate():
+    rng = np.random.default_rng(1)
+    a = np.abs(rng.normal(1, 1, (10, 20)))
+    noisy = np.abs(rng.normal(1, 1, (10, 20)))
+    giant = np.zeros(20)
+    giant[5] = 1000.0
+    snap = {"l1_mean_clean_a": a + giant, "l1_mean_clean_b": a + giant, "l1_mean_noisy": noisy + giant,
+            "l1_absmax": (a + giant).max(axis=0)}
+    hidden = class_cosines(snap, 1)["clean_noisy"].mean()
+    shown = class_cosines(snap, 1, exclude_top=1)["clean_noisy"].mean()
+    assert hidden > 0.99 and shown < 0.9
+
+
+def test_grouping_by_noisy_label_on_a_copy_without_those_means_is_refused(tmp_path):
+    from ddd_support.errors import RunDirError
+
+    run = planted_index_run(tmp_path, last_pull=[0, 0, 0])
+    with pytest.raises(RunDirError, match="by='true'"):
+        separation_table(run, by="noisy")

@@ -86,21 +86,53 @@ def test_snapshots_are_taken_on_the_schedule(tmp_path, synthetic_arrays):
     assert json.loads((run / "config.json").read_text())["snapshot_epochs"] == taken
 
 
-def test_snapshot_class_means_are_means_of_probe_activations(tmp_path, synthetic_arrays):
+def test_snapshot_holds_class_means_over_all_images_and_per_image_probe_statistics(tmp_path, synthetic_arrays):
     cfg = tiny_config()
     run = train(cfg, tmp_path, synthetic_arrays)
     d = prepare_data(cfg, synthetic_arrays, torch.device("cpu"))
     model = model_from_config(cfg)
     model.load_state_dict(load_checkpoint(run)["model"])
     with torch.no_grad():
-        _, acts = model.forward_with_activations(d.x_probe)
+        post_train = model.forward_with_activations(d.x_train)[1].post[0].numpy()
+        post_test = model.forward_with_activations(d.x_test)[1].post[0].numpy()
+        post = model.forward_with_activations(d.x_probe)[1].post[0].numpy()
     snap = np.load(run / "snapshots" / f"epoch_{cfg.epochs:05d}.npz")
-    probe = np.load(run / "probe.npz")
-    post = acts.post[0].numpy()
-    sel = (probe["group"] == 1) & (probe["label"] == 4)
-    assert np.allclose(snap["l1_mean_noisy"][4], post[sel].mean(axis=0), atol=1e-5)
+    labels = np.load(run / "labels.npz")
+    true, noisy, mask, half = labels["original"], labels["noisy"], labels["noisy_mask"], labels["clean_half"]
+    for key, select, classes in (("noisy", mask, true), ("noisy_by_noisy", mask, noisy), ("clean", ~mask, true),
+                                 ("clean_a", half == 1, true), ("clean_b", half == 2, true)):
+        sel = select & (classes == 4)
+        assert np.allclose(snap[f"l1_mean_{key}"][4], post_train[sel].mean(axis=0), atol=1e-5), key
+        assert snap[f"count_{key}"][4] == sel.sum()
+    assert np.allclose(snap["l1_mean_test"][4], post_test[d.y_test.numpy() == 4].mean(axis=0), atol=1e-5)
     assert snap["l1_absmax"].argmax() == snap["l1_top_idx"][0]
     assert np.allclose(snap["l1_top_act"][:, 0], post[:, snap["l1_top_idx"][0]], atol=1e-5)
+    assert np.allclose(snap["l1_img_top"], post.max(axis=1), atol=1e-6)
+    assert np.array_equal(snap["l1_img_argmax"], post.argmax(axis=1))
+    lower_median = [np.sort(r[r > 0])[((r > 0).sum() - 1) // 2] if (r > 0).any() else 0.0 for r in post]
+    assert np.allclose(snap["l1_img_median_nonzero"], lower_median, atol=1e-6)  # torch's lower median
+    assert np.allclose(snap["l1_rand_act"], post[:, snap["l1_rand_idx"]], atol=1e-6)
+
+
+def test_clean_halves_are_disjoint_clean_and_as_large_as_the_noisy_group(tmp_path, synthetic_arrays):
+    run = train(tiny_config(), tmp_path, synthetic_arrays)
+    labels = np.load(run / "labels.npz")
+    true, mask, half = labels["original"], labels["noisy_mask"], labels["clean_half"]
+    assert not (mask & (half > 0)).any()
+    for c in range(10):
+        n_noisy, n_clean = int((mask & (true == c)).sum()), int((~mask & (true == c)).sum())
+        expected = min(n_noisy, n_clean // 2)
+        assert ((half == 1) & (true == c)).sum() == ((half == 2) & (true == c)).sum() == expected
+
+
+def test_per_image_test_correctness_reproduces_test_accuracy(tmp_path, synthetic_arrays):
+    from ddd_support.recording import read_test_correct
+
+    run = train(tiny_config(), tmp_path, synthetic_arrays)
+    correct = read_test_correct(run)
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert correct.shape == (len(metrics), len(synthetic_arrays.y_test))
+    assert np.allclose(correct.mean(axis=1), metrics["test_acc"])
 
 
 def test_run_directory_records_config_provenance_and_labels(tmp_path, synthetic_arrays):

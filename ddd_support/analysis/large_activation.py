@@ -133,8 +133,9 @@ def probe_quantities(run: "RunData", snapshot: dict[str, np.ndarray], layer: int
                      activation: np.ndarray) -> list[tuple[str, str, np.ndarray]]:
     """(name, kind, values over probe samples) of the input and output quantities correlated with a neuron.
 
-    Input: brightness, contrast, mean red/green/blue, the neuron's pre-activation (its input
-    projected on its weight vector plus bias). Output: membership of the true class and of
+    Input: brightness, contrast, mean red/green/blue, the scores on the five leading principal
+    components of the training images (runs of schema 2), the neuron's pre-activation (its
+    input projected on its weight vector plus bias). Output: membership of the true class and of
     the predicted class most correlated with the activation (point-biserial, the best of 10
     classes, so biased upwards by the choice), the logit margin (top-1 minus top-2 logit) and
     correctness of the prediction against the true label.
@@ -147,6 +148,8 @@ def probe_quantities(run: "RunData", snapshot: dict[str, np.ndarray], layer: int
         ("red mean", "input", channel[:, 0]),
         ("green mean", "input", channel[:, 1]),
         ("blue mean", "input", channel[:, 2]),
+        *[(f"image PC{j + 1}", "input", pc)
+          for j, pc in enumerate(np.asarray(probe["pc"]).T if "pc" in probe else [])],
         ("pre-activation", "input", snapshot[f"l{layer}_top_pre"][:, 0]),
     ]
     true, pred = np.asarray(probe["label"]), logits.argmax(axis=1)
@@ -160,11 +163,13 @@ def probe_quantities(run: "RunData", snapshot: dict[str, np.ndarray], layer: int
 
 
 def correlation_table(run: "RunData", epoch: int | None = None, layer: int | None = None,
-                      activation: Literal["post", "pre"] = "post", level: float = 0.95) -> pd.DataFrame:
+                      activation: Literal["post", "pre"] = "post", level: float = 0.95,
+                      neuron: int | None = None) -> pd.DataFrame:
     """Correlations of the top neuron's activation over the probe set with input and output quantities.
 
     Defaults: the last snapshot and the layer with the largest ratio there. The neuron is the
-    snapshot's top neuron of that layer (``l{l}_top_idx[0]``); its post-ReLU activation
+    snapshot's top neuron of that layer (``l{l}_top_idx[0]``) unless ``neuron`` names another one
+    whose activations the snapshot kept; its post-ReLU activation
     (``l{l}_top_act[:, 0]``) or pre-activation (``activation="pre"``) is correlated. Columns:
     quantity, kind (input/output), pearson and spearman with Fisher-z ``level`` intervals, n.
     """
@@ -173,13 +178,18 @@ def correlation_table(run: "RunData", epoch: int | None = None, layer: int | Non
     if layer is None:
         layer = largest_layer(large_activation_table(run), epoch)
     act = np.asarray(snap[f"l{layer}_top_act" if activation == "post" else f"l{layer}_top_pre"][:, 0], float)
+    if neuron is not None and neuron != int(snap[f"l{layer}_top_idx"][0]):
+        if activation == "pre" or (act := neuron_activation(snap, layer, neuron)) is None:
+            raise ValueError(f"the snapshot of epoch {epoch} did not keep the activations of layer {layer} "
+                             f"neuron {neuron}")
     rows = []
     for name, kind, values in probe_quantities(run, snap, layer, act):
         if name == "pre-activation" and activation == "pre":
             continue
         rows.append({"quantity": name, "kind": kind, **correlate(act, values, level)})
     table = pd.DataFrame(rows)
-    table.attrs.update(epoch=epoch, layer=layer, neuron=int(snap[f"l{layer}_top_idx"][0]), activation=activation)
+    table.attrs.update(epoch=epoch, layer=layer, activation=activation,
+                       neuron=int(snap[f"l{layer}_top_idx"][0]) if neuron is None else int(neuron))
     return table
 
 
@@ -196,3 +206,121 @@ def _class_name(cls: int) -> str:
     from ..data import CLASSES
 
     return CLASSES[cls] if 0 <= cls < len(CLASSES) else str(cls)
+
+
+# --------------------------------------------------------------------------- per image, as Sun et al. measure it
+#: Defaults of the existence test: the per-image ratio must have grown this many times since
+#: initialisation, and one neuron must be the top one in at least this fraction of images.
+GROWTH_MIN, DOMINANCE_MIN = 2.0, 0.5
+
+
+def per_image_ratio(snapshot: dict[str, np.ndarray], layer: int) -> np.ndarray | None:
+    r"""Per probe image i: :math:`r_i = \max_j |a_{ij}| / \operatorname{median}_{j: a_{ij} \neq 0} |a_{ij}|`.
+
+    The image's largest activation in the layer over the median of its non-zero ones (NaN if
+    the image has none); None for runs recorded without per-image statistics (schema 1).
+    """
+    p = f"l{layer}_"
+    if p + "img_top" not in snapshot:
+        return None
+    top = np.asarray(snapshot[p + "img_top"], dtype=float)
+    median = np.asarray(snapshot[p + "img_median_nonzero"], dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(median > 0, top / median, np.nan)
+
+
+def per_image_table(run: "RunData") -> pd.DataFrame:
+    """Per snapshot and layer: median, quartiles of the per-image ratio, the modal top neuron and its share.
+
+    Columns: epoch, layer, ratio (median over images), ratio_q25, ratio_q75, neuron (the
+    neuron that is most often the image's top one), dominance (the share of images where it
+    is), growth (ratio over the layer's ratio at the first snapshot). Empty for schema-1 runs.
+    """
+    rows = []
+    for epoch in run.snapshot_epochs:
+        snap = run.snapshot(epoch)
+        for layer in range(1, run.n_layers + 1):
+            r = per_image_ratio(snap, layer)
+            if r is None:
+                return pd.DataFrame(columns=["epoch", "layer", "ratio", "ratio_q25", "ratio_q75", "neuron",
+                                             "dominance", "growth"])
+            arg = np.asarray(snap[f"l{layer}_img_argmax"])
+            values, counts = np.unique(arg, return_counts=True)
+            q25, med, q75 = np.nanpercentile(r, [25, 50, 75]) if np.isfinite(r).any() else (np.nan,) * 3
+            rows.append({"epoch": epoch, "layer": layer, "ratio": float(med), "ratio_q25": float(q25),
+                         "ratio_q75": float(q75), "neuron": int(values[np.argmax(counts)]),
+                         "dominance": float(counts.max() / len(arg))})
+    table = pd.DataFrame(rows)
+    first = table[table["epoch"] == table["epoch"].min()].set_index("layer")["ratio"]
+    table["growth"] = table["ratio"] / table["layer"].map(first)
+    return table
+
+
+def large_activation_exists(row: "pd.Series | dict", growth_min: float = GROWTH_MIN,
+                            dominance_min: float = DOMINANCE_MIN) -> bool:
+    """A layer has a large activation when its per-image ratio grew ``growth_min`` times since
+    initialisation and one neuron is the top one in at least ``dominance_min`` of the images."""
+    return bool(row["growth"] >= growth_min and row["dominance"] >= dominance_min)
+
+
+def candidate_layer(table: pd.DataFrame, growth_min: float = GROWTH_MIN,
+                    dominance_min: float = DOMINANCE_MIN) -> tuple[int, bool]:
+    """At the last snapshot of a ``per_image_table``: the layer with a large activation and the
+    largest ratio (``True``), or, if no layer has one, the layer with the largest ratio (``False``)."""
+    last = table[table["epoch"] == table["epoch"].max()].copy()
+    last["exists"] = [large_activation_exists(r, growth_min, dominance_min) for _, r in last.iterrows()]
+    pool = last[last["exists"]] if last["exists"].any() else last
+    row = pool.loc[pool["ratio"].fillna(-np.inf).idxmax()]
+    return int(row["layer"]), bool(row["exists"])
+
+
+def persistent_from(table: pd.DataFrame, layer: int, growth_min: float = GROWTH_MIN,
+                    dominance_min: float = DOMINANCE_MIN) -> int | None:
+    """First snapshot epoch from which the layer meets the existence test in every later snapshot."""
+    t = table[table["layer"] == layer].sort_values("epoch")
+    ok = np.array([large_activation_exists(r, growth_min, dominance_min) for _, r in t.iterrows()])
+    ok = np.logical_and.accumulate(ok[::-1])[::-1]
+    hits = np.flatnonzero(ok)
+    return int(t["epoch"].iloc[hits[0]]) if len(hits) else None
+
+
+def neuron_activation(snapshot: dict[str, np.ndarray], layer: int, neuron: int) -> np.ndarray | None:
+    """The probe activations of ``neuron`` if the snapshot kept them (a top or a random neuron), else None."""
+    for idx_key, act_key in (("top_idx", "top_act"), ("rand_idx", "rand_act")):
+        idx = snapshot.get(f"l{layer}_{idx_key}")
+        if idx is not None and neuron in np.asarray(idx):
+            return np.asarray(snapshot[f"l{layer}_{act_key}"][:, int(np.flatnonzero(np.asarray(idx) == neuron)[0])],
+                              dtype=float)
+    return None
+
+
+def best_correlations(run: "RunData", snapshot: dict[str, np.ndarray], layer: int,
+                      activation: np.ndarray) -> dict[str, float]:
+    """Largest |Pearson r| of an activation with the input quantities (the neuron's own
+    pre-activation left out) and with the output quantities, with Fisher-z intervals."""
+    out: dict[str, float] = {}
+    for kind in ("input", "output"):
+        best = {"pearson": np.nan, "pearson_low": np.nan, "pearson_high": np.nan}
+        for name, k, values in probe_quantities(run, snapshot, layer, activation):
+            if k != kind or name == "pre-activation":
+                continue
+            c = correlate(activation, values)
+            if np.isfinite(c["pearson"]) and not abs(c["pearson"]) <= abs(best["pearson"]):
+                best = c
+        r, lo, hi = abs(best["pearson"]), best["pearson_low"], best["pearson_high"]
+        if np.isfinite(r) and best["pearson"] < 0:
+            lo, hi = -hi, -lo
+        out.update({f"{kind}_r": r, f"{kind}_r_low": lo, f"{kind}_r_high": hi})
+    return out
+
+
+def random_neuron_correlations(run: "RunData", snapshot: dict[str, np.ndarray], layer: int) -> pd.DataFrame:
+    """``best_correlations`` of each random control neuron the snapshot kept (empty for schema 1)."""
+    idx = snapshot.get(f"l{layer}_rand_idx")
+    if idx is None:
+        return pd.DataFrame(columns=["neuron", "input_r", "output_r"])
+    rows = []
+    for j, neuron in enumerate(np.asarray(idx)):
+        act = np.asarray(snapshot[f"l{layer}_rand_act"][:, j], dtype=float)
+        rows.append({"neuron": int(neuron), **best_correlations(run, snapshot, layer, act)})
+    return pd.DataFrame(rows)

@@ -22,12 +22,14 @@ Events (None where an event does not occur within the recorded epochs):
   ``min_drop`` (its topographic prominence, ``scipy.signal.find_peaks``);
   ``test_dip_epoch``: the lowest test accuracy between that peak and the next time the
   curve climbs back above the peak (or the last epoch).
-* ``regen_gain``: highest smoothed test accuracy once the noisy labels are fit (from
+* ``dip_recovery``: the *dip-to-best recovery*, a descriptive number and not the test of
+  re-generalisation: the highest smoothed test accuracy once the noisy labels are fit (from
   ``noisy_fit_end_epoch`` or the dip, whichever is later) minus the smoothed dip;
-  ``regeneralizes`` when the gain is at least ``regen_min_gain``; ``regen_epoch``: where
-  that highest accuracy is reached. A run that never fits the noisy labels does not
-  re-generalise by definition (``regen_gain`` is 0): the paper's claim is a rise *after*
-  the noisy labels are memorised, not a wobble while they are being learned.
+  ``recovers_from_dip`` when it is at least ``recovery_min_gain``; ``recovery_epoch``: where
+  that highest accuracy is reached. Being a maximum over many epochs measured from the dip
+  *before* the fit, it is biased upwards; the verdict on re-generalisation is the paired
+  post-fit change of ``analysis.regeneralisation``. A run that never fits the noisy labels
+  gets 0.
 * Test loss: ``test_loss_min_epoch`` the first local minimum with a later rise of at least
   ``loss_min_change``; ``test_loss_peak_epoch`` the highest loss after it;
   ``test_loss_second_descent`` when the loss falls by at least ``loss_min_change`` after
@@ -61,10 +63,10 @@ class Phases:
     test_peak_acc: float | None
     test_dip_epoch: int | None
     test_dip_acc: float | None
-    regeneralizes: bool
-    regen_epoch: int | None
-    regen_acc: float | None
-    regen_gain: float | None
+    recovers_from_dip: bool
+    recovery_epoch: int | None
+    recovery_acc: float | None
+    dip_recovery: float | None
     final_test_acc: float
     best_test_epoch: int
     best_test_acc: float
@@ -105,7 +107,7 @@ def smooth_curve(epochs: np.ndarray, values: np.ndarray, smooth_window: float = 
 def detect_phases(metrics: pd.DataFrame, clean_fit_fraction: float = 0.99,
                   noisy_start: float = 0.1, noisy_fit_fraction: float = 0.99,
                   smooth_window: float = 0.1, min_drop: float = 0.01,
-                  regen_min_gain: float = 0.01, loss_min_change: float = 0.05,
+                  recovery_min_gain: float = 0.01, loss_min_change: float = 0.05,
                   n_test: int | None = None) -> Phases:
     """Locate the double-descent events in one run's metrics (definitions in the module docstring).
 
@@ -132,10 +134,10 @@ def detect_phases(metrics: pd.DataFrame, clean_fit_fraction: float = 0.99,
 
     test = smooth["test_acc"]
     peak = dip = regen = None
-    regen_gain = None
+    dip_recovery = None
     if n_test is not None and np.isfinite(test).any():
         floor = test_noise_floor(float(np.nanmedian(test)), n_test)
-        min_drop, regen_min_gain = max(min_drop, floor), max(regen_min_gain, floor)
+        min_drop, recovery_min_gain = max(min_drop, floor), max(recovery_min_gain, floor)
     peaks, props = find_peaks(np.nan_to_num(test, nan=-np.inf), prominence=min_drop)
     if len(peaks):
         p, right_base = int(peaks[0]), int(props["right_bases"][0])
@@ -146,11 +148,11 @@ def detect_phases(metrics: pd.DataFrame, clean_fit_fraction: float = 0.99,
         after = max(d, fit_end) if fit_end is not None else None
         if after is not None and after < len(test) - 1:
             r = after + int(np.nanargmax(test[after:]))
-            regen_gain = float(test[r] - test[d])
-            if regen_gain >= regen_min_gain:
+            dip_recovery = float(test[r] - test[d])
+            if dip_recovery >= recovery_min_gain:
                 regen = _refine(raw["test_acc"], r, *window, np.argmax)
         else:
-            regen_gain = 0.0
+            dip_recovery = 0.0
 
     loss = smooth["test_loss"]
     loss_min = loss_peak = None
@@ -175,8 +177,8 @@ def detect_phases(metrics: pd.DataFrame, clean_fit_fraction: float = 0.99,
         noisy_true_peak_epoch=ep(i_true), noisy_true_peak_acc=at(i_true, "noisy_true_acc"),
         test_peak_epoch=ep(peak), test_peak_acc=at(peak, "test_acc"),
         test_dip_epoch=ep(dip), test_dip_acc=at(dip, "test_acc"),
-        regeneralizes=regen is not None, regen_epoch=ep(regen), regen_acc=at(regen, "test_acc"),
-        regen_gain=regen_gain,
+        recovers_from_dip=regen is not None, recovery_epoch=ep(regen), recovery_acc=at(regen, "test_acc"),
+        dip_recovery=dip_recovery,
         final_test_acc=float(raw["test_acc"][-1]),
         best_test_epoch=int(epochs[i_best]), best_test_acc=float(raw["test_acc"][i_best]),
         test_loss_min_epoch=ep(loss_min), test_loss_min=at(loss_min, "test_loss"),

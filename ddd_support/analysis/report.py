@@ -8,32 +8,41 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .large_activation import (correlation_table, dominant_neuron, emergence_epoch,
-                               large_activation_table, largest_layer)
-from .phases import Phases, detect_phases, test_set_size
+from .large_activation import dominant_neuron, emergence_epoch, large_activation_table, largest_layer
+from .phases import Phases
 from ..noise import transition_matrix
 from .rundata import RunData, load_run
-from .separation import layer_separation, separation_summary, separation_table
+from .separation import layer_separation, separation_table
+from .summary import summarise_run
 
 FIGURE_DIR = "figures"
 
 
 def analyze(run_dir: str | os.PathLike | RunData, write_figures: bool = True,
             threshold: float = 100.0) -> str:
-    """The three summaries of a run as text; with ``write_figures`` also PNGs in ``<run_dir>/figures/``."""
+    """The summaries and verdicts of a run as text; with ``write_figures`` also PNGs in ``<run_dir>/figures/``."""
+    from .ablation import stored_ablation
+    from .claims import claims_from
+
     run = run_dir if isinstance(run_dir, RunData) else load_run(run_dir)
-    phases = detect_phases(run.metrics, n_test=test_set_size(run))
+    summary = summarise_run(run, threshold, stored_ablation(run))
+    phases = Phases(**summary.phases)
     sep = layer_separation(separation_table(run, by="true"))
     table = large_activation_table(run, threshold=threshold)
-    corr = correlation_table(run)
+    corr = summary.correlations
+    claims = claims_from(summary, threshold)
     sections = [
         f"Run {run.path}: {run.name}, profile {run.profile}, {run.n_layers} hidden layers "
         f"{list(run.widths)}, {run.metrics['epoch'].max()} epochs ({run.status}), "
         f"{len(run.snapshot_epochs)} snapshots",
+        _section("Verdicts (statistic, 95% interval, outcome)",
+                 claims[["claim", "statistic", "low", "high", "outcome", "verdict"]]
+                 .to_string(index=False, float_format="{:+.3f}".format)),
         _section("Phases (epochs; accuracies are fractions)", _phase_text(phases)),
-        _section("Separation: class-averaged cosine of clean vs noisy means (grouped by true class)",
-                 separation_summary(sep).to_string(index=False, float_format="{:.3f}".format)),
-        _section("Large activation", _large_text(table, threshold)),
+        _section("Separation index by layer, first and last snapshot (0 = split-half baseline)",
+                 summary.index[summary.index["epoch"].isin([summary.index["epoch"].min(), summary.index["epoch"].max()])]
+                 .to_string(index=False, float_format="{:.3f}".format)),
+        _section("Large activation (probe-wide top neuron per layer)", _large_text(table, threshold)),
         _section(f"Correlations of layer {corr.attrs['layer']} neuron {corr.attrs['neuron']} "
                  f"(epoch {corr.attrs['epoch']}, {int(corr['n'].iloc[0])} probe samples)",
                  corr[["quantity", "kind", "pearson", "pearson_low", "pearson_high", "spearman"]]

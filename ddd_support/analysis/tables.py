@@ -1,7 +1,8 @@
 """Summary tables over many runs (one row per run, or per run and layer): the seed spread.
 
 These are the tables the analysis chapters show across seeds and that
-``python -m ddd_support export-reference`` writes next to a reference run as CSV.
+``python -m ddd_support export-reference`` writes next to a reference run as CSV. Each run
+is summarised once (``summary.summarise_run``); every table is a view of those summaries.
 """
 
 from __future__ import annotations
@@ -13,85 +14,94 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from ..recording import atomic_write_text
-from .claims import claims_from, strongest_correlation
-from .large_activation import (correlation_table, dominant_neuron, emergence_epoch,
-                               large_activation_table, largest_layer)
-from .phases import phase_table
-from .separation import layer_separation, separation_summary, separation_table
+from .claims import claims_from, claims_over_seeds
+from .phases import PHASE_FIELDS
+from .summary import RunSummary, summarise_run
 
 if TYPE_CHECKING:
     from .rundata import RunData
 
 
-def separation_rows(runs: list["RunData"], by: str = "true") -> pd.DataFrame:
+def summarise_runs(runs: list["RunData"], threshold: float = 100.0,
+                   ablations: dict[tuple[str, int], pd.DataFrame] | None = None) -> list[RunSummary]:
+    """``summarise_run`` of each run; its ablation from ``ablations[(model, seed)]`` or the table stored with it."""
+    from .ablation import stored_ablation
+
+    ablations = ablations or {}
+    return [summarise_run(r, threshold, ablations.get((r.model, r.seed), stored_ablation(r))) for r in runs]
+
+
+def _frame(summaries: list[RunSummary], rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame([{**s.key, **r} for s, r in zip(summaries, rows)])
+
+
+def phase_rows(summaries: list[RunSummary]) -> pd.DataFrame:
+    """Per run: every ``Phases`` field."""
+    return _frame(summaries, [s.phases for s in summaries])[["model", "seed", *PHASE_FIELDS]]
+
+
+def post_fit_rows(summaries: list[RunSummary]) -> pd.DataFrame:
+    """Per run: the paired post-fit change of test accuracy (``regeneralisation.post_fit_change``)."""
+    return _frame(summaries, [s.post_fit for s in summaries])
+
+
+def separation_rows(summaries: list[RunSummary]) -> pd.DataFrame:
     """Per run and layer: class-averaged clean/noisy cosine at the first and last snapshot, and its change."""
-    frames = [separation_summary(layer_separation(separation_table(r, by=by))).assign(model=r.model, seed=r.seed)
-              for r in runs]
-    table = pd.concat(frames, ignore_index=True)
+    return pd.concat([s.separation.assign(**s.key) for s in summaries], ignore_index=True)[
+        ["model", "seed", "layer", "first_epoch", "first", "last_epoch", "last", "change"]]
+
+
+def index_rows(summaries: list[RunSummary]) -> pd.DataFrame:
+    """Per run, snapshot and layer: the separation index with its class interval and its baselines."""
+    table = pd.concat([s.index.assign(**s.key) for s in summaries], ignore_index=True)
     return table[["model", "seed", *[c for c in table.columns if c not in ("model", "seed")]]]
 
 
-def large_activation_rows(runs: list["RunData"], threshold: float = 100.0) -> pd.DataFrame:
-    """Per run: the layer whose top neuron stands out most at the last snapshot, and that neuron's story."""
+def depth_rows(summaries: list[RunSummary]) -> pd.DataFrame:
+    """Per run with a split-half baseline: the outer layer's index and the depth trend (``depth_trend``)."""
+    return pd.DataFrame([{**s.key, **s.depth} for s in summaries if s.depth is not None])
+
+
+def large_activation_rows(summaries: list[RunSummary]) -> pd.DataFrame:
+    """Per run: the candidate layer's large activation and the correlations of its neuron."""
     rows = []
-    for run in runs:
-        table = large_activation_table(run, threshold=threshold)
-        layer = largest_layer(table)
-        last = table[(table["epoch"] == table["epoch"].max()) & (table["layer"] == layer)].iloc[0]
-        emerged = emergence_epoch(table, layer, threshold)
-        dom = dominant_neuron(table, layer, min_epoch=emerged or 0)
-        corr = correlation_table(run, layer=layer)
-        rows.append({"model": run.model, "seed": run.seed, "layers": run.n_layers, "largest_layer": layer,
-                     "neuron": int(last["neuron"]), "value": float(last["value"]),
-                     "ratio": float(last["ratio"]), "peak_ratio": float(table["ratio"].max()),
-                     "emergence_epoch": emerged, "same_neuron_fraction": dom.fraction,
-                     "input_r": strongest_correlation(corr, "input"),
-                     "output_r": strongest_correlation(corr, "output")})
+    for s in summaries:
+        a = s.correlations.attrs
+        rows.append({**s.key, **s.large, "input_r": a["input_r"], "output_r": a["output_r"],
+                     "input_percentile": a["input_percentile"]})
     return pd.DataFrame(rows)
 
 
-def correlation_rows(runs: list["RunData"]) -> pd.DataFrame:
-    """Per run: the correlations of the largest layer's top neuron (as ``correlation_table``)."""
-    frames = []
-    for run in runs:
-        corr = correlation_table(run)
-        frames.append(corr.assign(model=run.model, seed=run.seed, layer=corr.attrs["layer"],
-                                  neuron=corr.attrs["neuron"], epoch=corr.attrs["epoch"]))
+def correlation_rows(summaries: list[RunSummary]) -> pd.DataFrame:
+    """Per run: the correlations of the candidate neuron (as ``correlation_table``)."""
+    frames = [s.correlations.assign(**s.key, layer=s.correlations.attrs["layer"],
+                                    neuron=s.correlations.attrs["neuron"], epoch=s.correlations.attrs["epoch"])
+              for s in summaries]
     table = pd.concat(frames, ignore_index=True)
     first = ["model", "seed", "layer", "neuron", "epoch"]
     return table[first + [c for c in table.columns if c not in first]]
 
 
-def claim_rows(runs: list["RunData"], threshold: float = 100.0, phases: pd.DataFrame | None = None,
-               separation: pd.DataFrame | None = None, large: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per run and claim of the paper: whether it holds (``claims_from``), from the summary tables
-    of ``runs`` (computed here unless given, with ``separation_rows``' default grouping)."""
-    phases = phase_table(runs) if phases is None else phases
-    separation = separation_rows(runs) if separation is None else separation
-    large = large_activation_rows(runs, threshold) if large is None else large
-    rows = []
-    for run in runs:
-        def of(table: pd.DataFrame) -> pd.DataFrame:
-            return table[(table["model"] == run.model) & (table["seed"] == run.seed)]
-
-        verdicts = claims_from(run.metrics, of(phases).iloc[0], of(separation), of(large).iloc[0], threshold)
-        rows += [{"model": run.model, "seed": run.seed, "claim": c, "holds": h} for c, h in verdicts.items()]
-    return pd.DataFrame(rows)
+def ablation_rows(summaries: list[RunSummary]) -> pd.DataFrame:
+    """Per run with an ablation: the paired effect of silencing the neuron and its rank among random ones."""
+    return pd.DataFrame([{**s.key, **s.ablation} for s in summaries if s.ablation is not None])
 
 
-def claim_counts(claims: pd.DataFrame) -> pd.DataFrame:
-    """Claims x models: "k/n", the number of seeds in which the claim holds (claims in their order)."""
-    counts = claims.groupby(["claim", "model"], sort=False)["holds"].agg(
-        lambda s: f"{int(s.sum())}/{len(s)}")
-    return counts.unstack("model").reindex(claims["claim"].unique())
+def claim_rows(summaries: list[RunSummary], threshold: float = 100.0) -> pd.DataFrame:
+    """Per run and claim: statistic, interval, outcome and verdict (``claims.claims_from``)."""
+    return pd.concat([claims_from(s, threshold) for s in summaries], ignore_index=True)
 
 
-def summary_tables(runs: list["RunData"], threshold: float = 100.0) -> dict[str, pd.DataFrame]:
-    """Every summary table of ``runs`` by name: phases, separation, large_activation, correlations, claims."""
-    tables = {"phases": phase_table(runs), "separation": separation_rows(runs),
-              "large_activation": large_activation_rows(runs, threshold), "correlations": correlation_rows(runs)}
-    tables["claims"] = claim_rows(runs, threshold, tables["phases"], tables["separation"], tables["large_activation"])
-    return tables
+def summary_tables(runs: list["RunData"], threshold: float = 100.0,
+                   summaries: list[RunSummary] | None = None) -> dict[str, pd.DataFrame]:
+    """Every summary table of ``runs`` by name (the files ``write_summary_tables`` writes)."""
+    summaries = summarise_runs(runs, threshold) if summaries is None else summaries
+    claims = claim_rows(summaries, threshold)
+    return {"phases": phase_rows(summaries), "post_fit": post_fit_rows(summaries),
+            "separation": separation_rows(summaries), "separation_index": index_rows(summaries),
+            "separation_depth": depth_rows(summaries), "large_activation": large_activation_rows(summaries),
+            "correlations": correlation_rows(summaries), "ablation": ablation_rows(summaries),
+            "claims": claims, "claims_over_seeds": claims_over_seeds(claims)}
 
 
 def write_summary_tables(runs: list["RunData"], dest: str | os.PathLike,
@@ -100,6 +110,8 @@ def write_summary_tables(runs: list["RunData"], dest: str | os.PathLike,
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     paths = []
+    for old in dest.glob("*.csv"):
+        old.unlink()
     for name, table in summary_tables(runs, threshold).items():
         path = dest / f"{name}.csv"
         atomic_write_text(path, table.to_csv(index=False, float_format="%.6g"))

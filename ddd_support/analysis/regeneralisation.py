@@ -1,0 +1,94 @@
+r"""Re-generalisation after the noisy fit, measured on the same test images.
+
+The noisy-fit epoch :math:`f` is the first epoch at which the training accuracy on the noisy
+samples (against the labels they were trained on) reaches ``fit_level`` (99%). With
+:math:`c_{i,e}\in\{0,1\}` the correctness of test image :math:`i` after epoch :math:`e`, the
+*post-fit change* compares a window of ``window`` epochs from the fit with the last
+``end_fraction`` of the run:
+
+.. math::
+
+   \Delta_{\text{post-fit}} = \frac{1}{n}\sum_i \bigl(\bar c_{i,\text{end}} - \bar c_{i,\text{fit}}\bigr),
+   \quad \bar c_{i,W} = \frac{1}{|W|}\sum_{e\in W} c_{i,e},
+
+   W_\text{fit} = \{f, \dots, f + w - 1\},\quad W_\text{end} = \text{the last}\ \lceil 0.1\,E\rceil\ \text{epochs}.
+
+Its 95% interval is the paired one over images (``stats.paired_change``); the outcome is
+*rises* / *no detectable change* / *falls*, and the change is *not testable* when the noisy
+labels are never fitted or the two windows overlap. Runs recorded without per-image
+correctness get the wider unpaired interval from the two window accuracies.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from .phases import test_set_size
+from .stats import Interval, outcome, paired_change, unpaired_change
+
+if TYPE_CHECKING:
+    from .rundata import RunData
+
+#: Defaults of the definition above.
+FIT_LEVEL, WINDOW, END_FRACTION = 0.99, 5, 0.1
+
+
+def noisy_fit_epoch(metrics: pd.DataFrame, level: float = FIT_LEVEL) -> int | None:
+    """First epoch whose recorded ``noisy_acc`` reaches ``level`` (None if never)."""
+    hit = metrics.loc[metrics["noisy_acc"] >= level, "epoch"]
+    return int(hit.iloc[0]) if len(hit) else None
+
+
+def fit_and_end_windows(metrics: pd.DataFrame, level: float = FIT_LEVEL, window: int = WINDOW,
+                        end_fraction: float = END_FRACTION) -> tuple[list[int], list[int]] | None:
+    """The epochs of W_fit and W_end, or None when the change is not testable."""
+    fit = noisy_fit_epoch(metrics, level)
+    last = int(metrics["epoch"].max())
+    n_end = max(1, math.ceil(end_fraction * last))
+    end = list(range(last - n_end + 1, last + 1))
+    if fit is None or fit + window - 1 >= end[0]:
+        return None
+    return list(range(fit, fit + window)), end
+
+
+def post_fit_change(run: "RunData", level: float = FIT_LEVEL, window: int = WINDOW,
+                    end_fraction: float = END_FRACTION) -> dict[str, object]:
+    """The post-fit change of one run (definition in the module docstring) as one row.
+
+    Keys: ``fit_epoch``, ``fit_window`` and ``end_window`` (first-last epoch), ``acc_fit``,
+    ``acc_end`` (window accuracies), ``change``, ``low``, ``high``, ``method``, ``outcome``.
+    """
+    m = run.metrics
+    windows = fit_and_end_windows(m, level, window, end_fraction)
+    row: dict[str, object] = {"fit_epoch": noisy_fit_epoch(m, level), "fit_window": None, "end_window": None,
+                              "acc_fit": np.nan, "acc_end": np.nan, "change": np.nan, "low": np.nan,
+                              "high": np.nan, "method": "", "outcome": "not testable"}
+    if windows is None:
+        return row
+    fit_w, end_w = windows
+    interval = window_change(run, fit_w, end_w)
+    acc = m.set_index("epoch")["test_acc"]
+    row.update(fit_window=f"{fit_w[0]}-{fit_w[-1]}", end_window=f"{end_w[0]}-{end_w[-1]}",
+               acc_fit=float(acc.loc[fit_w].mean()), acc_end=float(acc.loc[end_w].mean()),
+               change=interval.estimate, low=interval.low, high=interval.high, method=interval.method,
+               outcome=outcome(interval, "rises", "falls"))
+    return row
+
+
+def window_change(run: "RunData", before: list[int], after: list[int]) -> Interval:
+    """Change of test accuracy from the epochs ``before`` to the epochs ``after`` (window means),
+    paired over images when the run recorded per-image correctness."""
+    correct = run.test_correct
+    if correct is not None:
+        return paired_change(correct[before].mean(axis=0), correct[after].mean(axis=0))
+    acc = run.metrics.set_index("epoch")["test_acc"]
+    return unpaired_change(float(acc.loc[before].mean()), float(acc.loc[after].mean()), test_set_size(run))
+
+
+def post_fit_table(runs: list["RunData"], **kwargs: float) -> pd.DataFrame:
+    """``post_fit_change`` of each run, one row per run with its model and seed."""
+    return pd.DataFrame([{"model": r.model, "seed": r.seed, **post_fit_change(r, **kwargs)} for r in runs])

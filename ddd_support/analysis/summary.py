@@ -1,0 +1,126 @@
+"""Everything the verdicts need from one run, computed once: ``summarise_run``.
+
+The claims (``claims``), the tables over seeds (``tables``), the text report (``report``)
+and the chapters all read a ``RunSummary`` instead of recomputing its parts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .large_activation import (DOMINANCE_MIN, GROWTH_MIN, best_correlations, candidate_layer,
+                               correlation_table, large_activation_table, largest_layer,
+                               neuron_activation, per_image_table, persistent_from,
+                               random_neuron_correlations)
+from .phases import detect_phases, test_set_size
+from .regeneralisation import post_fit_change, window_change
+from .rundata import RunData
+from .separation import (depth_trend, index_table, layer_index, layer_separation, separation_summary,
+                         separation_table)
+from .stats import percentile_rank
+
+
+@dataclass
+class RunSummary:
+    """The per-run quantities behind every claim (see each field's function)."""
+
+    model: str
+    seed: int
+    profile: str
+    n_layers: int
+    n_test: int
+    schema_version: int
+    metrics: pd.DataFrame
+    phases: dict[str, Any]            # phases.detect_phases
+    peak_to_dip: dict[str, Any]       # the dip after the early peak, paired over images
+    post_fit: dict[str, Any]          # regeneralisation.post_fit_change
+    separation: pd.DataFrame          # per layer: raw clean/noisy cosine, first and last snapshot
+    index: pd.DataFrame               # separation.layer_index: the index with its baselines
+    depth: dict[str, Any] | None      # separation.depth_trend (None without the split-half baseline)
+    per_image: pd.DataFrame           # large_activation.per_image_table (empty for schema 1)
+    large: dict[str, Any]             # the candidate layer's large activation, one row
+    correlations: pd.DataFrame        # correlation_table of the candidate neuron
+    ablation: dict[str, Any] | None   # ablation.ablation_summary, when an ablation is at hand
+
+    @property
+    def key(self) -> dict[str, Any]:
+        return {"model": self.model, "seed": self.seed}
+
+
+def summarise_run(run: RunData, threshold: float = 100.0, ablation: pd.DataFrame | None = None) -> RunSummary:
+    """Compute every per-run quantity once (``ablation``: an ``ablation_table`` of the run, if any)."""
+    from .ablation import ablation_summary
+
+    phases = detect_phases(run.metrics, n_test=test_set_size(run)).as_dict()
+    index = index_table(run)
+    has_baseline = bool(index["split_half"].notna().any())
+    return RunSummary(
+        model=run.model, seed=run.seed, profile=run.profile, n_layers=run.n_layers,
+        n_test=test_set_size(run), schema_version=run.schema_version, metrics=run.metrics,
+        phases=phases, peak_to_dip=_peak_to_dip(run, phases), post_fit=post_fit_change(run),
+        separation=separation_summary(layer_separation(separation_table(run, by="true"))),
+        index=layer_index(index), depth=depth_trend(index) if has_baseline else None,
+        per_image=(table := per_image_table(run)),
+        large=_large_row(run, table, threshold),
+        correlations=_candidate_correlations(run, table),
+        ablation=None if ablation is None else ablation_summary(ablation),
+    )
+
+
+def _peak_to_dip(run: RunData, phases: dict[str, Any]) -> dict[str, Any]:
+    """Change of test accuracy from the early peak to the dip after it (paired when recorded)."""
+    peak, dip = phases["test_peak_epoch"], phases["test_dip_epoch"]
+    if peak is None or dip is None:
+        return {"peak_epoch": peak, "dip_epoch": dip, "change": np.nan, "low": np.nan, "high": np.nan,
+                "method": ""}
+    ci = window_change(run, [int(peak)], [int(dip)])
+    return {"peak_epoch": int(peak), "dip_epoch": int(dip), "change": ci.estimate, "low": ci.low,
+            "high": ci.high, "method": ci.method}
+
+
+def _large_row(run: RunData, table: pd.DataFrame, threshold: float) -> dict[str, Any]:
+    """The candidate layer's large activation at the last snapshot (per-image measures), plus the
+    probe-wide ratio of schema-1 runs, which have no per-image statistics."""
+    old = large_activation_table(run, threshold=threshold)
+    old_layer = largest_layer(old)
+    old_last = old[(old["epoch"] == old["epoch"].max()) & (old["layer"] == old_layer)].iloc[0]
+    old_first = old[(old["epoch"] == old["epoch"].min()) & (old["layer"] == old_layer)].iloc[0]
+    row: dict[str, Any] = {"layers": run.n_layers, "probe_layer": old_layer, "probe_neuron": int(old_last["neuron"]),
+                           "probe_ratio": float(old_last["ratio"]), "probe_ratio_at_init": float(old_first["ratio"])}
+    if table.empty:
+        return {**row, "recorded": False, "layer": None, "neuron": None, "ratio": np.nan, "ratio_at_init": np.nan,
+                "growth": np.nan, "dominance": np.nan, "exists": False, "since_epoch": None}
+    layer, exists = candidate_layer(table)
+    t = table[table["layer"] == layer].sort_values("epoch")
+    last = t.iloc[-1]
+    return {**row, "recorded": True, "layer": layer, "neuron": int(last["neuron"]), "ratio": float(last["ratio"]),
+            "ratio_q25": float(last["ratio_q25"]), "ratio_q75": float(last["ratio_q75"]),
+            "ratio_at_init": float(t["ratio"].iloc[0]), "growth": float(last["growth"]),
+            "dominance": float(last["dominance"]), "exists": exists,
+            "since_epoch": persistent_from(table, layer), "growth_min": GROWTH_MIN, "dominance_min": DOMINANCE_MIN}
+
+
+def _candidate_correlations(run: RunData, table: pd.DataFrame) -> pd.DataFrame:
+    """Correlations of the candidate neuron at the last snapshot (``correlation_table``), with its
+    best input and output |r| and the random-neuron baseline of the same layer in ``attrs``."""
+    epoch = run.last_snapshot_epoch
+    snap = run.snapshot(epoch)
+    if table.empty:  # schema 1: the probe-wide top neuron of the largest layer
+        corr = correlation_table(run, epoch=epoch)
+    else:
+        layer = candidate_layer(table)[0]
+        neuron = int(table[(table["epoch"] == epoch) & (table["layer"] == layer)]["neuron"].iloc[0])
+        kept = neuron_activation(snap, layer, neuron) is not None
+        corr = correlation_table(run, epoch=epoch, layer=layer, neuron=neuron if kept else None)
+    layer, neuron = int(corr.attrs["layer"]), int(corr.attrs["neuron"])
+    act = neuron_activation(snap, layer, neuron)
+    best = best_correlations(run, snap, layer, act)
+    randoms = random_neuron_correlations(run, snap, layer)
+    corr.attrs.update(**best, random_input_r=randoms["input_r"].tolist(),
+                      random_output_r=randoms["output_r"].tolist(),
+                      input_percentile=percentile_rank(best["input_r"], randoms["input_r"].to_numpy()))
+    return corr

@@ -1,0 +1,175 @@
+"""The built book in a real browser: every page loads its images, fits its column, shows no error.
+
+Needs a built book (``make book`` writes ``_build/html``), a system Chromium (Debian's
+``chromium``, or any Chrome named by the ``CHROMIUM`` variable) and Playwright for Python, which
+drives it (no browser is downloaded). Run after the book is built: ``make browser-test``.
+Screenshots of every page go to ``_build/screenshots/``. With ``DDD_REQUIRE_BROWSER=1`` (CI) a
+missing book, browser or Playwright fails the tests instead of skipping them.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from ddd_support import book
+
+pytestmark = pytest.mark.book
+
+HTML = book.PROJECT_ROOT / "_build" / "html"
+SCREENSHOTS = book.PROJECT_ROOT / "_build" / "screenshots"
+PAGES = book.chapter_names()
+#: Pages on which every figure must have a caption; extend it as chapters get theirs.
+CAPTIONED_PAGES = ["book/intro", "book/01_noise", "book/02_training"]
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+VIEWPORT = {"width": 1280, "height": 900}
+#: Error text: anywhere on the page, and (the bare word) in cell outputs.
+PAGE_ERRORS = re.compile(r"Traceback|\b[A-Z]\w*Error: |Error displaying widget|\{glue")
+OUTPUT_ERRORS = re.compile(r"\bError\b|\b[A-Z]\w*Error\b")
+#: A widget's Python repr (``interactive(children=(Dropdown(...``): a fallback nobody can read.
+WIDGET_REPR = re.compile(r"\b[A-Z]?\w+\(children=")
+
+#: One pass over a loaded page: everything the tests below assert on.
+INSPECT = """() => {
+  const article = document.querySelector("article.bd-article") || document.querySelector("main");
+  const column = article.getBoundingClientRect().width;
+  const heads = el => [...el.querySelectorAll("th")].slice(0, 4).map(th => th.innerText.trim()).join(", ");
+  const name = el => el.tagName.toLowerCase() + (el.id ? "#" + el.id : "")
+      + (el.getAttribute("src") ? " " + el.getAttribute("src") : "")
+      + (el.tagName === "TABLE" ? ` [${heads(el)}, ...]` : "");
+  const width = el => Math.max(el.getBoundingClientRect().width, el.scrollWidth);
+  const withoutInputs = root => {
+    const copy = root.cloneNode(true);
+    copy.querySelectorAll(".cell_input, script, style").forEach(el => el.remove());
+    return copy.innerText;
+  };
+  const widgetCells = [...article.querySelectorAll("div.cell")].filter(cell => {
+    const input = cell.querySelector(".cell_input");
+    return input && /\\bwidgets\\.|\\binteract(ive)?\\(/.test(input.innerText);
+  });
+  return {
+    column,
+    pageScrollsSideways: document.documentElement.scrollWidth > window.innerWidth + 1,
+    brokenImages: [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(name),
+    images: article.querySelectorAll(".cell_output img").length,
+    tooWide: [...article.querySelectorAll("table, figure, img")]
+        .filter(el => width(el) > column + 1).map(el => `${name(el)}: ${Math.round(width(el))} px`),
+    text: withoutInputs(article),
+    outputText: [...article.querySelectorAll(".cell_output")].map(el => el.innerText).join("\\n"),
+    widgetViews: article.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]').length,
+    widgetCells: widgetCells.map(cell => {
+      const output = cell.querySelector(".cell_output");
+      const shown = output && output.getBoundingClientRect().height > 0
+          && (output.innerText.trim().length > 0 || output.querySelector("img"));
+      return {shown: Boolean(shown), text: output ? output.innerText.trim().slice(0, 200) : ""};
+    }),
+    uncaptioned: [...article.querySelectorAll(".cell_output img")].filter(img => {
+      const figure = img.closest("figure");
+      const caption = figure && figure.querySelector("figcaption");
+      return !(caption && caption.innerText.trim());
+    }).map(name),
+  };
+}"""
+
+
+def _missing(reason: str):
+    if os.environ.get("DDD_REQUIRE_BROWSER"):
+        pytest.fail(f"{reason} (DDD_REQUIRE_BROWSER is set)")
+    pytest.skip(reason)
+
+
+def _browser_executable() -> str | None:
+    named = os.environ.get("CHROMIUM")
+    return named if named else next(filter(None, map(shutil.which, BROWSERS)), None)
+
+
+@pytest.fixture(scope="module")
+def site():
+    """An HTTP server on the built book, and a Chromium page driven by Playwright."""
+    if not (HTML / "index.html").is_file():
+        _missing(f"no built book in {HTML}: run `make book` first")
+    executable = _browser_executable()
+    if executable is None:
+        _missing(f"no Chromium found ({', '.join(BROWSERS)} or $CHROMIUM): apt-get install chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("Playwright for Python is not installed: pip install -e '.[dev]'")
+
+    handler = functools.partial(_QuietHandler, directory=str(HTML))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable)
+        page = browser.new_page(viewport=VIEWPORT)
+        yield page, f"http://127.0.0.1:{server.server_address[1]}"
+        browser.close()
+    server.shutdown()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+_reports: dict[str, dict] = {}
+
+
+def report(site, name: str) -> dict:
+    """Open ``name`` once (a full-page screenshot in ``_build/screenshots``) and inspect it."""
+    if name not in _reports:
+        page, base = site
+        if not (HTML / f"{name}.html").is_file():
+            pytest.fail(f"{name}.html is missing from {HTML}")
+        response = page.goto(f"{base}/{name}.html", wait_until="load")
+        assert response is not None and response.ok, name
+        page.evaluate("() => Promise.all([...document.images].map(i => i.decode().catch(() => null)))")
+        page.screenshot(path=str(SCREENSHOTS / f"{Path(name).name}.png"), full_page=True)
+        _reports[name] = page.evaluate(INSPECT)
+    return _reports[name]
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_every_image_loads(site, name):
+    assert report(site, name)["brokenImages"] == []
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_no_table_or_figure_is_wider_than_the_content_column(site, name):
+    found = report(site, name)
+    assert found["tooWide"] == [], f"content column {found['column']:.0f} px"
+    assert not found["pageScrollsSideways"]
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_no_error_text_or_unrendered_glue(site, name):
+    found = report(site, name)
+    assert PAGE_ERRORS.findall(found["text"]) == []
+    assert OUTPUT_ERRORS.findall(found["outputText"]) == []
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_widget_cells_show_their_static_fallback(site, name):
+    found = report(site, name)
+    assert found["widgetViews"] == 0, "a widget view the static page cannot render"
+    assert all(cell["shown"] for cell in found["widgetCells"]), found["widgetCells"]
+    assert not [cell["text"] for cell in found["widgetCells"] if WIDGET_REPR.search(cell["text"])]
+
+
+@pytest.mark.parametrize("name", CAPTIONED_PAGES)
+def test_every_figure_has_a_caption(site, name):
+    assert report(site, name)["uncaptioned"] == []
+
+
+def test_the_figures_of_the_book_are_there(site):
+    """A page that lost its outputs would pass the checks above: count the output images."""
+    counts = {name: report(site, name)["images"] for name in PAGES}
+    assert counts["book/01_noise"] >= 2 and counts["book/02_training"] >= 1, counts
