@@ -206,3 +206,12 @@ def test_a_rise_before_the_noisy_labels_are_fit_is_not_regeneralisation():
     p = detect_phases(m)
     assert p.test_dip_epoch is not None and p.noisy_fit_end_epoch is None
     assert not p.recovers_from_dip and p.recovery_epoch is None
+
+
+def test_a_loss_fall_in_the_last_epochs_is_not_a_second_descent():
+    epochs = np.arange(0, 121)
+    loss = np.interp(epochs, [0, 10, 118, 120], [2.3, 1.8, 7.0, 6.7])
+    m = pd.DataFrame({"epoch": epochs, "clean_acc": 1.0, "noisy_acc": 1.0, "noisy_true_acc": 0.1,
+                      "test_acc": 0.3, "test_loss": loss})
+    ph = detect_phases(m)
+    assert ph.test_loss_peak_epoch == 118 and not ph.test_loss_second_descent

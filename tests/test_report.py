@@ -147,7 +147,8 @@ def test_cli_analyze_prints_the_report(runs_root, capsys):
     assert "mlp5 seed 1" in capsys.readouterr().out
 
 
-def test_cli_analyze_bad_directory_gives_one_error_line_and_exit_2(tmp_path, capsys):
-    assert main(["analyze", str(tmp_path)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "config.json" in err and "\n" not in err
+def test_cli_analyze_bad_directory_gives_one_error_line_and_exit_1(tmp_path, capsys):
+    assert main(["analyze", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if line.startswith("error: ")]
+    assert len(errors) == 1 and "config.json" in errors[0] and not any("Traceback" in line for line in err)

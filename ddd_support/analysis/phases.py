@@ -33,7 +33,8 @@ Events (None where an event does not occur within the recorded epochs):
 * Test loss: ``test_loss_min_epoch`` the first local minimum with a later rise of at least
   ``loss_min_change``; ``test_loss_peak_epoch`` the highest loss after it;
   ``test_loss_second_descent`` when the loss falls by at least ``loss_min_change`` after
-  that peak.
+  that peak, and the peak lies before the last tenth of the epochs (a fall within the last
+  few epochs is not a descent).
 """
 
 from __future__ import annotations
@@ -163,7 +164,8 @@ def detect_phases(metrics: pd.DataFrame, clean_fit_fraction: float = 0.99,
         lp = lm + int(np.nanargmax(loss[lm:]))
         loss_min = _refine(raw["test_loss"], lm, *window, np.argmin)
         loss_peak = _refine(raw["test_loss"], lp, *window, np.argmax)
-        second_descent = bool(lp < len(loss) - 1 and loss[lp] - np.nanmin(loss[lp:]) >= loss_min_change)
+        room = epochs[lp] <= epochs[-1] - max(1, round(0.1 * epochs[-1]))  # a fall inside the last tenth is a wiggle
+        second_descent = bool(room and loss[lp] - np.nanmin(loss[lp:]) >= loss_min_change)
 
     i_true = (_refine(raw["noisy_true_acc"], int(np.nanargmax(smooth["noisy_true_acc"])), *window, np.argmax)
               if np.isfinite(smooth["noisy_true_acc"]).any() else None)
