@@ -3,6 +3,7 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 PROFILE ?= smoke
 FRESH   ?=
+BOOK_ARGS ?=
 
 .PHONY: install test book browser-test lab train clean
 
@@ -18,7 +19,7 @@ test: install                        ## unit tests and end-to-end checks
 	$(PY) -m pytest -q
 
 book: install                        ## execute every chapter with papermill, then build the HTML
-	$(PY) -m ddd_support.book --profile $(PROFILE) $(if $(FRESH),--fresh)
+	$(PY) -m ddd_support.book --profile $(PROFILE) $(if $(FRESH),--fresh) $(BOOK_ARGS)
 
 browser-test: install                ## open every page of the built book (_build/html) in chromium
 	$(PY) -m pytest -q -m book tests/test_browser.py

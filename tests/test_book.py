@@ -238,7 +238,8 @@ def test_a_failing_cell_fails_the_chapter(tmp_path):
 @pytest.mark.skipif(not os.environ.get(DATA_ROOT_ENV), reason=f"needs CIFAR-10: set {DATA_ROOT_ENV}")
 def test_smoke_book_builds_html_with_every_chapter_and_its_figures(tmp_path):
     result = subprocess.run([sys.executable, "-m", "ddd_support.book", "--profile", "smoke", "--fresh",
-                             "--out", str(tmp_path)], capture_output=True, text=True, timeout=1800)
+                             "--timeout", "900", "--out", str(tmp_path)], capture_output=True, text=True,
+                            timeout=1800)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     html = tmp_path / "_build" / "html"
     assert (html / "index.html").is_file()
