@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from ddd_support.analysis.ablation import ablate_neuron, ablation_for, stored_ablation
-from ddd_support.analysis.large_activation import correlation_table, large_activation_table, largest_layer
+from ddd_support.analysis.large_activation import correlation_table, large_activation_table
 from ddd_support.analysis.rundata import load_run
 from ddd_support.analysis.separation import layer_separation, separation_table
 from ddd_support.analysis.claims import claim_counts
