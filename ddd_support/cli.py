@@ -1,4 +1,4 @@
-"""Command line: ``python -m ddd_support {train,profiles,analyze,export-reference} ...``.
+"""Command line: ``python -m ddd_support {train,sweep,profiles,analyze,export-reference} ...``.
 
 Results (run directories, reports, tables) go to stdout; status, warnings and errors go to
 stderr through ``logging`` (``-q``: warnings and errors only, ``-v``: more detail, ``-vv``:
@@ -87,6 +87,28 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--batched-seeds", action="store_true",
                     help="train each model's seeds together as one batched computation (same results)")
 
+    sw = sub.add_parser("sweep", parents=[verbosity],
+                        help="train a grid of runs on Dask (a spec file or --grid axes) and tabulate them",
+                        description="Train every point of a sweep on a Dask cluster (an embedded LocalCluster "
+                                    "unless --scheduler is given), resuming and skipping finished runs, then "
+                                    "write OUT/NAME/sweep.csv (one row per run) and sweep_epochs.csv.")
+    sw.add_argument("spec", nargs="?", metavar="SPEC.yaml", help="sweep spec: name, profile, set, grid, points")
+    sw.add_argument("--name", help="the sweep's name (required without a spec file)")
+    sw.add_argument("--profile", default="smoke", help="profile of a sweep given by --grid (default smoke)")
+    sw.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                    help="an axis, e.g. --grid noise_rate=0.1,0.2 --grid seed=0,1 (adds to the spec's grid)")
+    sw.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=[],
+                    help="a value for every point (adds to the spec's set)")
+    sw.add_argument("--out", default="runs/sweeps", help="root folder of sweeps (default runs/sweeps)")
+    sw.add_argument("--workers", type=int, help="worker processes of the embedded cluster (default: one per "
+                                                "core, or one per GPU)")
+    sw.add_argument("--scheduler", metavar="ADDRESS", help="use a running Dask scheduler, e.g. tcp://host:8786")
+    sw.add_argument("--runs-per-gpu", type=int, default=2, help="runs that share one GPU (default 2)")
+    sw.add_argument("--batched-seeds", action="store_true",
+                    help="train the seeds of each point and model together in one task (same results)")
+    sw.add_argument("--export", metavar="DEST", help="then copy the sweep's tables to DEST/NAME")
+    sw.add_argument("--dry-run", action="store_true", help="list the runs and their directories, train nothing")
+
     sub.add_parser("profiles", parents=[verbosity], help="list the profiles and their values")
 
     an = sub.add_parser("analyze", parents=[verbosity],
@@ -111,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     args.quiet = getattr(args, "quiet", False)
     verbosity = -1 if args.quiet else getattr(args, "verbose", 0)
     configure_logging(verbosity)
-    commands = {"profiles": lambda a: _profiles(), "train": _train, "analyze": _analyze, "export-reference": _export}
+    commands = {"profiles": lambda a: _profiles(), "train": _train, "sweep": _sweep, "analyze": _analyze,
+                "export-reference": _export}
     t0 = time.perf_counter()
     try:
         code = commands[args.command](args)
@@ -144,6 +167,46 @@ def _train(args: argparse.Namespace) -> int:
     for run_dir in run_dirs:
         print(run_dir, flush=True)
     log.info("train: %d run(s) complete", len(run_dirs))
+    return EXIT_OK
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from .sweep import load_spec, spec_from_arguments, sweep_spec_with
+
+    if args.spec:
+        spec = sweep_spec_with(load_spec(args.spec), args.grid, args.overrides)
+    elif args.name:
+        spec = spec_from_arguments(args.name, args.profile, args.grid, args.overrides)
+    else:
+        raise ConfigError("give a sweep spec file, or --name and --grid axes")
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    if args.runs_per_gpu < 1:
+        raise ConfigError(f"--runs-per-gpu must be at least 1, got {args.runs_per_gpu}")
+    from .sweep import expand, run_root
+    from .recording import run_directory
+
+    runs = expand(spec)
+    if args.dry_run:
+        for r in runs:
+            print(run_directory(run_root(args.out, spec, r.point), r.config.profile, r.config.model, r.config.seed))
+        log.info("sweep %s: %d run(s), nothing trained (--dry-run)", spec.name, len(runs))
+        return EXIT_OK
+    from .sweep_exec import run_sweep_command
+
+    folder, failures = run_sweep_command(spec, args.out, args.scheduler, args.workers, args.runs_per_gpu,
+                                         args.batched_seeds, progress=not args.quiet, log=log)
+    print(folder, flush=True)
+    if args.export:
+        from .sweep_results import export_sweep
+
+        print(export_sweep(folder, args.export), flush=True)
+    if failures:
+        for label, why in failures.items():
+            log.error("%s: %s", label, why)
+        log.error("sweep %s: %d run(s) failed; fix the cause and run the same command again (finished runs "
+                  "are kept)", spec.name, len(failures))
+        return EXIT_FAILURE
     return EXIT_OK
 
 

@@ -1,0 +1,201 @@
+"""Running a sweep's runs on Dask distributed: an embedded ``LocalCluster`` or a running scheduler.
+
+Each task trains one run (or, with ``batched_seeds``, the seeds of one point and model together,
+``multiseed.train_seeds``) through ``training.train``, which resumes from the run's checkpoint
+and skips a complete run. A worker that dies mid-run has its task rescheduled by Dask (up to
+``distributed.scheduler.allowed-failures`` times) on another worker, where it resumes from the
+last checkpoint; the run directory's lock keeps two processes from training one run at once.
+
+On a machine with CUDA GPUs the embedded cluster starts one worker per GPU, each with a
+``GPU`` resource of ``runs_per_gpu`` so that several small runs share a GPU; each task asks for
+one unit. A run whose ``device`` is ``auto`` goes to its worker's GPU.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .sweep import SweepPoint, SweepSpec, expand, run_root
+
+
+@dataclass
+class SweepOutcome:
+    """What a sweep did: the run directories that are complete, and the runs that failed."""
+
+    run_dirs: list[Path]
+    failures: dict[str, str]
+    dashboard: str | None
+
+
+@functools.lru_cache(maxsize=2)
+def _worker_arrays(root: str | None, source: str):
+    """CIFAR-10 once per worker process (decoded-array cache on disk, then memory)."""
+    from .data import load_cifar10
+
+    return load_cifar10(root, source, progress=False)
+
+
+def _worker_device(configured: str) -> str:
+    """``cuda:i`` for worker ``i`` (mod the GPUs) when the run asks for ``auto`` and CUDA is there."""
+    import torch
+
+    if configured != "auto" or not torch.cuda.is_available():
+        return configured
+    try:
+        from distributed import get_worker
+
+        name = get_worker().name
+        index = int(name) if str(name).isdigit() else 0
+    except (ImportError, ValueError):
+        index = 0
+    return f"cuda:{index % torch.cuda.device_count()}"
+
+
+def train_task(configs: list[dict[str, Any]], outs: list[str]) -> list[str]:
+    """One Dask task: train (or resume, or skip) the given runs; returns their run directories."""
+    from .config import TrainConfig
+    from .training import train
+
+    cfgs = [TrainConfig.from_dict({**c, "device": _worker_device(c.get("device", "auto"))}) for c in configs]
+    arrays = _worker_arrays(cfgs[0].data_root, cfgs[0].data_source)
+    if len(cfgs) > 1:
+        from .multiseed import train_seeds
+
+        return [str(p) for p in train_seeds(cfgs, outs, arrays)]
+    return [str(train(cfgs[0], outs[0], arrays))]
+
+
+def task_groups(runs: list[SweepPoint], batched_seeds: bool) -> list[list[SweepPoint]]:
+    """The runs of each task: one run per task, or each point and model's seeds together."""
+    if not batched_seeds:
+        return [[r] for r in runs]
+    groups: dict[tuple[str, str], list[SweepPoint]] = {}
+    for r in runs:
+        groups.setdefault((r.point, r.config.model), []).append(r)
+    return list(groups.values())
+
+
+def estimated_cost(group: list[SweepPoint]) -> float:
+    """Relative cost of a task (multiply-adds of its training): big runs go first, so workers end together."""
+    cfg = group[0].config
+    sizes = (3 * 32 * 32, *cfg.widths, 10)
+    per_image = sum(a * b for a, b in zip(sizes, sizes[1:]))
+    return float(len(group) * per_image * cfg.epochs * (cfg.n_train or 50_000))
+
+
+def default_workers() -> int:
+    """One worker per usable core (at least one)."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def make_client(scheduler: str | None, workers: int | None, runs_per_gpu: int = 2):
+    """A Dask client of the scheduler at ``scheduler``, or of a new embedded ``LocalCluster``.
+
+    The embedded cluster has one single-threaded worker process per core (``workers`` to
+    choose), or one worker per GPU with ``runs_per_gpu`` threads and as many ``GPU`` units.
+    """
+    import logging
+
+    import torch
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        return Client(scheduler)
+    for noisy in ("distributed", "bokeh", "tornado"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    if torch.cuda.is_available():
+        n_gpus = torch.cuda.device_count()
+        cluster = LocalCluster(n_workers=workers or n_gpus, threads_per_worker=runs_per_gpu, processes=True,
+                               resources={"GPU": runs_per_gpu}, dashboard_address=":0")
+    else:
+        cluster = LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1, processes=True,
+                               dashboard_address=":0")
+    return Client(cluster)
+
+
+def run_sweep(spec: SweepSpec, out: str | os.PathLike, client, batched_seeds: bool = False,
+              progress: bool = True, on_submit: Callable[[int], None] | None = None) -> SweepOutcome:
+    """Train every run of ``spec`` under ``out`` on ``client``'s cluster; complete runs are skipped.
+
+    Tasks that fail (a diverged run, a run directory that holds another configuration) are
+    reported in ``failures``; the other runs go on.
+    """
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
+    runs = expand(spec)
+    groups = sorted(task_groups(runs, batched_seeds), key=estimated_cost, reverse=True)
+    uses_gpu = bool(client.run_on_scheduler(_cluster_has_gpu_resource))
+    futures = {}
+    for rank, group in enumerate(groups):
+        first = group[0]
+        label = f"{first.point}/{first.config.model}/seed" + "+".join(str(r.config.seed) for r in group)
+        future = client.submit(train_task, [r.config.to_dict() for r in group],
+                               [str(run_root(out, spec, r.point)) for r in group],
+                               key=f"train-{spec.name}-{label}-{uuid.uuid4().hex[:8]}", pure=False,
+                               priority=len(groups) - rank,
+                               resources={"GPU": 1} if uses_gpu else None)
+        futures[future] = label
+    if on_submit is not None:
+        on_submit(len(futures))
+    run_dirs: list[Path] = []
+    failures: dict[str, str] = {}
+    bar = tqdm(total=len(futures), desc=f"sweep {spec.name}", unit="task", disable=not progress)
+    for future in as_completed(list(futures)):
+        label = futures[future]
+        if future.status == "error":
+            failures[label] = _one_line(future.exception())
+        else:
+            run_dirs += [Path(p) for p in future.result()]
+        bar.update(1)
+        bar.set_postfix(failed=len(failures))
+    bar.close()
+    return SweepOutcome(sorted(run_dirs), failures, getattr(client, "dashboard_link", None))
+
+
+def _cluster_has_gpu_resource(dask_scheduler=None) -> bool:
+    """True if some worker of the cluster offers a ``GPU`` resource (runs on the scheduler)."""
+    return any("GPU" in (ws.resources or {}) for ws in dask_scheduler.workers.values())
+
+
+def _one_line(exc: BaseException | None) -> str:
+    if exc is None:
+        return "failed"
+    name = type(exc).__name__
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{name}: {text}" if text else name
+
+
+def run_sweep_command(spec: SweepSpec, out: str | os.PathLike, scheduler: str | None, workers: int | None,
+                      runs_per_gpu: int, batched_seeds: bool, progress: bool, log) -> tuple[Path, dict[str, str]]:
+    """The ``sweep`` command: start or join a cluster, train, then write the sweep's tables and record."""
+    import time
+
+    from .recording import now_iso, read_json
+    from .sweep import sweep_dir
+    from .sweep_results import RECORD, write_sweep_record
+
+    t0, started = time.perf_counter(), now_iso()
+    client = make_client(scheduler, workers, runs_per_gpu)
+    try:
+        n_workers = len(client.scheduler_info().get("workers", {}))
+        log.info("sweep %s: %d run(s) on %d Dask worker(s); dashboard %s", spec.name, len(expand(spec)),
+                 n_workers, getattr(client, "dashboard_link", None) or "not available (install bokeh)")
+        outcome = run_sweep(spec, out, client, batched_seeds, progress)
+    finally:
+        cluster = getattr(client, "cluster", None)
+        client.close()
+        if cluster is not None and scheduler is None:
+            cluster.close()
+    record_path = sweep_dir(out, spec) / RECORD
+    previous = read_json(record_path).get("invocations", []) if record_path.exists() else []
+    invocation = {"start": started, "wall_seconds": round(time.perf_counter() - t0, 1), "workers": n_workers,
+                  "scheduler": scheduler or "LocalCluster", "batched_seeds": batched_seeds,
+                  "failures": outcome.failures}
+    folder = write_sweep_record(spec, out, {"invocations": previous + [invocation]})
+    return folder, outcome.failures
