@@ -197,10 +197,14 @@ def _sweep(args: argparse.Namespace) -> int:
     folder, failures = run_sweep_command(spec, args.out, args.scheduler, args.workers, args.runs_per_gpu,
                                          args.batched_seeds, progress=not args.quiet, log=log)
     print(folder, flush=True)
-    if args.export:
+    if args.export and not failures:
+        from .reference import SWEEPS_DIR, is_reference_root, update_sweep_index
         from .sweep_results import export_sweep
 
         print(export_sweep(folder, args.export), flush=True)
+        root = Path(args.export).parent
+        if Path(args.export).name == SWEEPS_DIR and is_reference_root(root):
+            print(update_sweep_index(root), flush=True)
     if failures:
         for label, why in failures.items():
             log.error("%s: %s", label, why)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import typing
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -29,6 +30,11 @@ RESUME_INSENSITIVE_KEYS: frozenset[str] = frozenset(
 #: ``to_dict`` leaves such a key out while it holds that value, so older run directories (and
 #: the committed reference) still read as the same configuration.
 LATER_KEYS_DEFAULTS: dict[str, Any] = {"lr_schedule": "constant"}
+
+#: Keys that name a run (its directory): chosen with --profile, --model and --seed, not --set.
+RUN_KEYS: dict[str, str] = {"profile": "--profile", "model": "--model", "seed": "--seed"}
+#: Devices a config may name: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps.
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 def model_widths(model: str, base_width: int, hidden_widths: tuple[int, ...] | list[int] | None = None
@@ -118,6 +124,14 @@ def validate(cfg: TrainConfig) -> None:
                  "top_k", "checkpoint_every", "snapshot_per_decade"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"{name} must be a positive integer, got {getattr(cfg, name)}")
+    for name in ("seed", "noise_seed", "order_seed", "subset_seed"):
+        value = getattr(cfg, name)
+        if value is not None and value < 0:
+            raise ConfigError(f"{name} must be a non-negative integer, got {value}")
+    if cfg.threads is not None and cfg.threads < 1:
+        raise ConfigError(f"threads must be at least 1 (or None: torch's default), got {cfg.threads}")
+    if not isinstance(cfg.device, str) or not DEVICE_PATTERN.fullmatch(cfg.device):
+        raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps; got {cfg.device!r}")
     if cfg.snapshot_dense_until < 0:
         raise ConfigError(f"snapshot_dense_until must be >= 0, got {cfg.snapshot_dense_until}")
     for name in ("n_train", "n_test"):
@@ -201,8 +215,12 @@ def get_profile(name: str) -> Profile:
         raise ConfigError(f"unknown profile {name!r}; valid profiles: {', '.join(PROFILES)}") from None
 
 
-def parse_overrides(items: list[str] | None) -> dict[str, Any]:
-    """Parse ``key=value`` strings into typed config values (JSON or plain text values)."""
+def parse_overrides(items: list[str] | None, allow_run_keys: bool = False) -> dict[str, Any]:
+    """Parse ``key=value`` strings into typed config values (JSON or plain text values).
+
+    The keys that name a run (``RUN_KEYS``) are refused unless ``allow_run_keys``: a profile
+    sets them from its own options, and would silently ignore them here.
+    """
     out: dict[str, Any] = {}
     valid = {f.name for f in fields(TrainConfig)}
     for item in items or []:
@@ -212,6 +230,8 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
         key = key.strip()
         if key not in valid:
             raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(sorted(valid))}")
+        if key in RUN_KEYS and not allow_run_keys:
+            raise ConfigError(f"{key} is set with {RUN_KEYS[key]}, not --set {key}=...")
         out[key] = _coerce_field(key, _parse_value(raw.strip()))
     return out
 

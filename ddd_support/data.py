@@ -9,22 +9,33 @@ Sources
 
 The root is an argument or the environment variable ``DDD_DATA_ROOT``; with source
 ``auto`` a root holding ``train/`` and ``test/`` class folders is read as an image folder,
-anything else as a torchvision root. Decoded uint8 arrays are cached under
-``DDD_CACHE_DIR`` (default ``~/.cache/ddd_support``), never inside the source folder.
+anything else as a torchvision root. Decoded uint8 arrays of an image folder are cached under
+``DDD_CACHE_DIR`` (default ``~/.cache/ddd_support``), never inside the source folder, one file
+per source folder, with the folder's fingerprint (``source_fingerprint``: every file's path,
+size and modification time, and every folder's): a folder changed since (files renamed, added,
+removed, rewritten) is decoded again. One process decodes a folder at a time (a lock beside the cache file); a
+cache that cannot be written (full disk) only costs decoding again next time. The torchvision
+source reads its pickled batches directly, without a cache.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
+from filelock import FileLock
 
 from .errors import DataError
 from .recording import atomic_savez
+
+log = logging.getLogger("ddd_support")
 
 CLASSES: tuple[str, ...] = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -94,23 +105,77 @@ def load_cifar10(root: str | os.PathLike | None = None, source: str = "auto",
     return _read_torchvision(path, download)
 
 
+def source_fingerprint(root: Path) -> str:
+    """SHA-256 of the sorted relative path, size and mtime (ns) of every file and folder under
+    ``root/train`` and ``root/test`` (a folder's mtime changes when entries in it are renamed)."""
+    entries: list[str] = []
+
+    def walk(folder: str, rel: str) -> None:
+        with os.scandir(folder) as it:
+            for entry in it:
+                st = entry.stat()
+                if entry.is_dir():
+                    entries.append(f"{rel}{entry.name}/\t\t{st.st_mtime_ns}")  # renames inside change it
+                    walk(entry.path, f"{rel}{entry.name}/")
+                elif entry.is_file():
+                    entries.append(f"{rel}{entry.name}\t{st.st_size}\t{st.st_mtime_ns}")
+
+    for split in ("train", "test"):
+        walk(str(root / split), f"{split}/")
+    entries.sort()
+    return hashlib.sha256("\n".join(entries).encode()).hexdigest()
+
+
 def _cache_file(path: Path, source: str) -> Path:
     key = hashlib.sha256(f"{source}:{path.resolve()}".encode()).hexdigest()[:16]
     return cache_dir() / f"cifar10-{source}-{key}.npz"
 
 
-def _cached(path: Path, source: str, read) -> CifarArrays:
+def _cached(path: Path, source: str, read: Callable[[], CifarArrays]) -> CifarArrays:
+    """The arrays of ``path`` from its cache file if that holds the folder's current fingerprint, else
+    ``read()`` and cache them (a cache that cannot be written is warned about, not fatal)."""
     file = _cache_file(path, source)
-    if file.exists():
+    fingerprint = source_fingerprint(path)
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(f"{file}.lock")
+        lock.acquire()
+    except OSError as exc:
+        warnings.warn(f"cannot use the data cache folder {file.parent} ({exc}); decoding the images "
+                      f"without a cache (set {CACHE_DIR_ENV} to a writable folder to keep them)")
+        return read()
+    try:
+        for stale in file.parent.glob(f".{file.name}.*.tmp"):  # of an interrupted cache write
+            stale.unlink(missing_ok=True)
+        arrays = _read_cache(file, fingerprint, source)
+        if arrays is not None:
+            return arrays
+        arrays = read()
         try:
-            with np.load(file) as z:
-                return CifarArrays(z["x_train"], z["y_train"], z["x_test"], z["y_test"], source)
-        except Exception:  # a damaged cache is rebuilt, never trusted
-            file.unlink(missing_ok=True)
-    arrays = read()
-    atomic_savez(file, compress=False, x_train=arrays.x_train, y_train=arrays.y_train,
-                 x_test=arrays.x_test, y_test=arrays.y_test)
-    return arrays
+            atomic_savez(file, compress=False, x_train=arrays.x_train, y_train=arrays.y_train,
+                         x_test=arrays.x_test, y_test=arrays.y_test, fingerprint=np.array(fingerprint))
+        except OSError as exc:
+            warnings.warn(f"could not write the data cache {file} ({exc}); continuing with the decoded "
+                          f"images, which will be decoded again next time (free some space, or set "
+                          f"{CACHE_DIR_ENV} to a folder with about 200 MB free)")
+        return arrays
+    finally:
+        lock.release()
+
+
+def _read_cache(file: Path, fingerprint: str, source: str) -> CifarArrays | None:
+    """The cached arrays if ``file`` holds them for ``fingerprint``; None (and a damaged file removed) if not."""
+    if not file.exists():
+        return None
+    try:
+        with np.load(file) as z:
+            if "fingerprint" not in z.files or str(z["fingerprint"]) != fingerprint:
+                log.info("the images changed since %s was written: decoding them again", file)
+                return None
+            return CifarArrays(z["x_train"], z["y_train"], z["x_test"], z["y_test"], source)
+    except Exception:  # a damaged cache is rebuilt, never trusted
+        file.unlink(missing_ok=True)
+        return None
 
 
 def _read_imagefolder(root: Path, progress: bool) -> CifarArrays:
@@ -157,7 +222,9 @@ def _read_torchvision(root: Path, download: bool) -> CifarArrays:
 def stratified_indices(labels: np.ndarray, n: int | None, seed: int, n_classes: int = 10) -> np.ndarray:
     """Sorted indices of a seeded subset with (as nearly as possible) equal counts per class."""
     labels = np.asarray(labels)
-    if n is None or n >= len(labels):
+    if n is not None and n > len(labels):
+        raise DataError(f"{n} images requested from a set of {len(labels)}")
+    if n is None or n == len(labels):
         return np.arange(len(labels))
     rng = np.random.default_rng(seed)
     per_class = np.full(n_classes, n // n_classes)

@@ -22,4 +22,8 @@ class RunDirError(DDDError):
 
 
 class TrainingDiverged(DDDError):
-    """The training loss became NaN or infinite."""
+    """The training loss became NaN, infinite or far larger than at the start."""
+
+
+class DiskFullError(RunDirError, OSError):
+    """A file could not be written for lack of disk space (or quota); what was written before is intact."""

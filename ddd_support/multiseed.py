@@ -2,7 +2,9 @@
 
 Each run keeps its own initialisation (``model_from_config``), label noise and batch order
 (``prepare_data``, ``batch_order``), learning rate and its own run directory, written by the
-same ``training.RunRecorder`` as ``training.train``; only the training step is batched: the k
+same ``rundir.RunRecorder`` as ``training.train`` (whose lock it holds for the whole batch, taking
+the locks in the order of the directories' paths so that two batches cannot deadlock); only the
+training step is batched: the k
 losses are summed (so each run's gradient is its own), one backward pass and one fused Adam
 step (one parameter group per run) serve all runs. Runs may differ in the values of
 ``PER_RUN_KEYS`` (seeds, noise rate, learning rate and its schedule, weight decay), not in
@@ -25,6 +27,7 @@ under ``ROOT/noise_rate0.1/...``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import os
 import sys
@@ -42,9 +45,10 @@ from .errors import ConfigError, DDDError
 from .graphstep import StackedTrainer
 from .models import MLP, model_from_config
 from .recording import run_directory
+from .rundir import RunRecorder
 from .schedule import lr_at, set_lr
-from .training import (RunRecorder, apply_runtime_settings, autocast_dtype, batch_order, make_optimizer,
-                       resolve_device, train)
+from .training import (PreparedData, apply_runtime_settings, autocast_dtype, batch_order, begin_run,
+                       check_subset_sizes, make_optimizer, prepare_run, record_epoch, resolve_device, train)
 
 #: Config keys whose values may differ between the runs of one batch (the rest must be equal).
 PER_RUN_KEYS = frozenset({"seed", "noise_seed", "order_seed", "noise_rate", "noise_exact_per_class",
@@ -175,33 +179,47 @@ def train_seeds(cfgs: list[TrainConfig], out: str | os.PathLike | Sequence[str |
     check_batchable(cfgs, outs)
     cfg0 = cfgs[0]
     device = resolve_device(cfg0.device)
+    if arrays is not None:
+        check_subset_sizes(cfg0, arrays)  # equal for all runs; before any directory is made
     apply_runtime_settings(cfg0)
-    runs = [RunRecorder(cfg, o, device) for cfg, o in zip(cfgs, outs)]
-    todo = [r for r in runs if not r.complete]
-    if not todo:
-        return [r.run_dir for r in runs]
-    if arrays is None:
-        arrays = data_mod.load_cifar10(cfg0.data_root, cfg0.data_source, progress=cfg0.progress)
-    shared = todo[0].prepare(arrays)
-    for r in todo[1:]:
-        r.prepare(arrays)
-        r.prepared.x_train, r.prepared.x_test = shared.x_train, shared.x_test  # equal: one copy
-    models = [model_from_config(r.cfg).to(device) for r in todo]
-    optimizers = [make_optimizer(m, r.cfg, device) for m, r in zip(models, todo)]
-    starts = {r.begin(m, o) for r, m, o in zip(todo, models, optimizers)}
-    if len(starts) > 1:
-        return [train(r.cfg, o, arrays) if r in todo else r.run_dir for r, o in zip(runs, outs)]
-    _train_batched(todo, models, optimizers, shared.x_train, starts.pop(), device)
+    with contextlib.ExitStack() as stack:
+        runs = _open_runs(cfgs, outs, device, stack)
+        todo = [r for r in runs if not r.complete]
+        if not todo:
+            return [r.run_dir for r in runs]
+        if arrays is None:
+            arrays = data_mod.load_cifar10(cfg0.data_root, cfg0.data_source, progress=cfg0.progress)
+        data = [prepare_run(r, arrays) for r in todo]
+        for d in data[1:]:
+            d.x_train, d.x_test = data[0].x_train, data[0].x_test  # equal: one copy
+        models = [model_from_config(r.cfg).to(device) for r in todo]
+        optimizers = [make_optimizer(m, r.cfg, device) for m, r in zip(models, todo)]
+        starts = {begin_run(r, d, m, o) for r, d, m, o in zip(todo, data, models, optimizers)}
+        if len(starts) > 1:
+            stack.close()  # release the locks: train() takes each again
+            return [train(r.cfg, o, arrays) if not r.complete else r.run_dir for r, o in zip(runs, outs)]
+        _train_batched(todo, data, models, optimizers, starts.pop(), device)
     return [r.run_dir for r in runs]
 
 
-def _train_batched(runs: list[RunRecorder], models: list[MLP], optimizers: list[torch.optim.Optimizer],
-                   x: torch.Tensor, start: int, device: torch.device) -> None:
+def _open_runs(cfgs: list[TrainConfig], outs: list, device: torch.device,
+               stack: contextlib.ExitStack) -> list[RunRecorder]:
+    """A RunRecorder per config (in their order), the locks taken in the order of the directories' paths."""
+    dirs = [run_directory(o, c.profile, c.model, c.seed).resolve() for c, o in zip(cfgs, outs)]
+    runs: list[RunRecorder | None] = [None] * len(cfgs)
+    for i in sorted(range(len(cfgs)), key=lambda i: str(dirs[i])):
+        runs[i] = stack.enter_context(RunRecorder(cfgs[i], outs[i], device))
+    return runs
+
+
+def _train_batched(runs: list[RunRecorder], data: list[PreparedData], models: list[MLP],
+                   optimizers: list[torch.optim.Optimizer], start: int, device: torch.device) -> None:
     from tqdm.auto import tqdm
 
     cfg = runs[0].cfg
+    x = data[0].x_train
     batch = SeedBatch(models, optimizers, [r.cfg for r in runs], device)
-    ys = torch.stack([r.prepared.y_noisy for r in runs])
+    ys = torch.stack([d.y_noisy for d in data])
     amp_dtype = autocast_dtype(cfg)
     seeds = ",".join(str(r.cfg.seed) for r in runs)
     bar = tqdm(range(start + 1, cfg.epochs + 1), desc=f"{cfg.model} seeds {seeds}", unit="epoch",
@@ -213,7 +231,7 @@ def _train_batched(runs: list[RunRecorder], models: list[MLP], optimizers: list[
         losses = batch.train_epoch(x, ys, orders, cfg.batch_size, amp_dtype)
         seconds = (time.perf_counter() - t0) / len(runs)
         for j, (r, loss) in enumerate(zip(runs, losses)):
-            r.end_epoch(epoch, models[j], loss, seconds, lambda j=j: batch.checkpoint_state(j))
+            record_epoch(r, data[j], epoch, models[j], loss, seconds, lambda j=j: batch.checkpoint_state(j))
     bar.close()
     for r in runs:
         r.finish()

@@ -60,11 +60,28 @@ per-image and random-neuron probe arrays, and its class means are over the probe
 ``checkpoint_eEEEEE.pt`` (the newest two) and ``checkpoint.json``
     Model + optimizer state after epoch EEEEE; ``checkpoint.json`` lists the files with
     their epochs and SHA-256 digests, so a damaged file is detected and the older one used.
+    A missing or unreadable ``checkpoint.json`` is rebuilt from the checkpoint files that pass
+    their own zip CRC-32 checks and load.
+``checksums.json``
+    The SHA-256 of ``metrics.csv`` and of ``test_correct.npz``: for each file a list of the
+    digest of its newest version and, while it is being replaced, of the version before. It is
+    written before the two files, so an interrupted write leaves each file matching one listed
+    digest; a file that matches none was changed after training and is refused on resume and
+    when read. Run directories without it (older ones, the committed reference) are checked
+    for structure only: ``metrics.csv`` holds every column, epochs 0, 1, 2... in order, and a
+    number in every cell (``train_loss`` may be empty at epoch 0, the ``noisy`` and
+    ``noisy_true`` columns in every row when no label was replaced).
+``.lock``
+    Held (``filelock``) by the process that trains the run, from opening the directory to the
+    end of the run or its failure; another process waits for it (``DDD_LOCK_TIMEOUT`` seconds
+    at most, if set), then finds the run complete or resumes it. Temp files ``.NAME.*.tmp`` of
+    interrupted atomic writes are removed when a training process opens the directory.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import hashlib
 import io
 import json
@@ -73,12 +90,15 @@ import platform
 import subprocess
 import tempfile
 import warnings
+import zipfile
+import zlib
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
+import pandas as pd
 
-from .errors import CheckpointError, RunDirError
+from .errors import CheckpointError, DiskFullError, RunDirError
 
 SCHEMA_VERSION = 2
 #: Schema versions ``analysis.load_run`` reads (training resumes only ``SCHEMA_VERSION``).
@@ -90,15 +110,28 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "train_loss", "train_seconds", "eval_seconds",
 )
 TIMING_COLUMNS: tuple[str, ...] = ("train_seconds", "eval_seconds")
+#: Columns that are empty (NaN) in every row when the split has no sample (no label replaced).
+EMPTY_SPLIT_COLUMNS: tuple[str, ...] = tuple(f"{s}_{m}" for s in ("noisy", "noisy_true") for m in ("loss", "acc"))
+METRICS_FILE = "metrics.csv"
+CHECKSUM_FILE = "checksums.json"
+#: The names ``atomic_write`` gives its temp files: ``.NAME.<random>.tmp`` beside NAME.
+TEMP_GLOB = ".*.tmp"
+#: Exceptions ``np.load`` raises on a damaged archive (some only when a member is read).
+NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 # --------------------------------------------------------------------------- atomic writes
 def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], None]) -> None:
-    """Write a file through ``write(fileobj)`` to a temp file, fsync, then rename into place."""
+    """Write a file through ``write(fileobj)`` to a temp file, fsync, then rename into place.
+
+    A full disk (or quota) raises ``DiskFullError``, which says what to do.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
@@ -107,8 +140,13 @@ def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], N
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+            raise DiskFullError(f"cannot write {path}: {exc.strerror}. Free some disk space and run the "
+                                "same command again (a training run resumes from its last checkpoint; "
+                                "every file written before is intact)") from None
         raise
 
 
@@ -141,27 +179,171 @@ def read_json(path: str | os.PathLike) -> dict[str, Any]:
         raise RunDirError(f"cannot read {path}: {exc}") from None
 
 
+# --------------------------------------------------------------------------- checksums
+def sha256_of(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str | None:
+    """The SHA-256 of a file's bytes; None if it does not exist."""
+    try:
+        return sha256_of(Path(path).read_bytes())
+    except FileNotFoundError:
+        return None
+
+
+def write_checksums(run_dir: Path, digests: dict[str, list[str]]) -> None:
+    """Atomically record, per file name, the digests a file may have (newest first)."""
+    atomic_write_json(Path(run_dir) / CHECKSUM_FILE, {name: [d for d in ds if d] for name, ds in digests.items()})
+
+
+def recorded_checksums(run_dir: Path) -> dict[str, list[str]]:
+    """The digests of ``checksums.json`` ({} for a run directory written before it existed)."""
+    path = Path(run_dir) / CHECKSUM_FILE
+    if not path.exists():
+        return {}
+    record = read_json(path)
+    if not all(isinstance(v, list) for v in record.values()):
+        raise RunDirError(f"{path} is not a checksum record; delete it to check the files for structure only")
+    return record
+
+
+def verify_checksum(run_dir: Path, name: str, advice: str, payload: bytes | None = None) -> None:
+    """Raise RunDirError if ``run_dir/name`` matches none of its recorded digests (none recorded: pass)."""
+    allowed = recorded_checksums(run_dir).get(name)
+    if not allowed:
+        return
+    path = Path(run_dir) / name
+    digest = sha256_of(payload) if payload is not None else file_sha256(path)
+    if digest not in allowed:
+        raise RunDirError(f"{path} does not match its SHA-256 recorded in {CHECKSUM_FILE} when it was written: "
+                          f"the file was changed after training. {advice}")
+
+
+# --------------------------------------------------------------------------- npz archives
+def read_npz(path: str | os.PathLike, advice: str) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file; a missing or damaged one is a RunDirError ending with ``advice``."""
+    path = Path(path)
+    if not path.exists():
+        raise RunDirError(f"{path.parent} has no {path.name}. {advice}")
+    try:
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+    except NPZ_ERRORS as exc:
+        raise RunDirError(f"cannot read {path}, it is damaged ({type(exc).__name__}: {exc}). {advice}") from None
+
+
+# --------------------------------------------------------------------------- metrics.csv
+def metrics_text(rows: Iterable[dict[str, float]]) -> str:
+    """``metrics.csv`` of the given rows, floats written to round-trip exactly."""
+    return pd.DataFrame(list(rows), columns=list(METRIC_COLUMNS)).to_csv(index=False, float_format="%.17g")
+
+
+def read_metrics(run_dir: str | os.PathLike, advice: str, last_epoch: int | None = None) -> pd.DataFrame:
+    """``metrics.csv`` checked for structure (``check_metrics``), then against ``checksums.json``
+    (if recorded there); sorted by epoch.
+
+    ``last_epoch``: an epoch the file must reach (a complete run's ``epochs_done``). Any problem
+    is a RunDirError naming the file and ending with ``advice``.
+    """
+    path = Path(run_dir) / METRICS_FILE
+    try:
+        payload = path.read_bytes()
+    except FileNotFoundError:
+        raise RunDirError(f"{run_dir} has no {METRICS_FILE}; the run never finished its first evaluation. "
+                          f"{advice}") from None
+    try:
+        metrics = pd.read_csv(io.BytesIO(payload))
+    except ValueError as exc:  # ParserError, EmptyDataError, UnicodeDecodeError
+        raise RunDirError(f"cannot read {path}: {exc}. {advice}") from None
+    metrics = check_metrics(metrics, path, advice, last_epoch)
+    verify_checksum(Path(run_dir), METRICS_FILE, advice, payload)
+    return metrics
+
+
+def check_metrics(metrics: pd.DataFrame, path: Path, advice: str, last_epoch: int | None = None) -> pd.DataFrame:
+    """The structure rules of ``metrics.csv``; returns it sorted by epoch.
+
+    Every column; every epoch from 0 to the last (and to ``last_epoch``) once; a number in every
+    cell, except ``train_loss`` at epoch 0 and the ``EMPTY_SPLIT_COLUMNS`` when empty in every row.
+    """
+    missing = [c for c in METRIC_COLUMNS if c not in metrics.columns]
+    if missing:
+        raise RunDirError(f"{path} lacks the columns {missing}. {advice}")
+    if metrics.empty:
+        raise RunDirError(f"{path} has no rows. {advice}")
+    for column in METRIC_COLUMNS:
+        if not pd.api.types.is_numeric_dtype(metrics[column]):
+            raise RunDirError(f"{path} has a value that is not a number in column {column}. {advice}")
+    epochs = metrics["epoch"]
+    if epochs.isna().any() or not (epochs == epochs.round()).all() or (epochs < 0).any():
+        raise RunDirError(f"{path} has an epoch that is not a whole number >= 0. {advice}")
+    if epochs.duplicated().any():
+        raise RunDirError(f"{path} lists some epochs more than once. {advice}")
+    last = int(max(epochs.max(), last_epoch if last_epoch is not None else 0))
+    gaps = sorted(set(range(last + 1)) - {int(e) for e in epochs})
+    if gaps:
+        raise RunDirError(f"{path} is missing epochs {_ranges(gaps)} of 0..{last}. {advice}")
+    metrics = metrics.sort_values("epoch", ignore_index=True)
+    for column in METRIC_COLUMNS[1:]:
+        empty = metrics[column].isna().to_numpy().copy()
+        if column == "train_loss":
+            empty[0] = False
+        elif column in EMPTY_SPLIT_COLUMNS and empty.all():
+            continue
+        if empty.any():
+            raise RunDirError(f"{path} has no value in column {column} at epoch(s) "
+                              f"{_ranges(metrics['epoch'][empty])} (a cut or edited row). {advice}")
+    return metrics
+
+
+def _ranges(values: Iterable) -> str:
+    """[1, 2, 3, 7] -> '1-3, 7' (whole numbers only)."""
+    ints = [int(v) for v in values if float(v).is_integer()]
+    if not ints:
+        return "none"
+    parts, start = [], ints[0]
+    for prev, cur in zip(ints, ints[1:] + [None]):
+        if cur != prev + 1:
+            parts.append(str(start) if start == prev else f"{start}-{prev}")
+            start = cur
+    return ", ".join(parts)
+
+
 # --------------------------------------------------------------------------- per-image test correctness
+def encode_test_correct(correct: np.ndarray) -> bytes:
+    """The ``test_correct.npz`` file of a bool (epochs + 1, n_test) array."""
+    correct = np.asarray(correct, dtype=bool)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, bits=np.packbits(correct, axis=1), n_test=np.int64(correct.shape[1]))
+    return buffer.getvalue()
+
+
 def write_test_correct(run_dir: Path, correct: np.ndarray) -> None:
     """Atomically write ``test_correct.npz`` from a bool (epochs + 1, n_test) array."""
-    correct = np.asarray(correct, dtype=bool)
-    atomic_savez(Path(run_dir) / TEST_CORRECT_FILE, bits=np.packbits(correct, axis=1),
-                 n_test=np.int64(correct.shape[1]))
+    payload = encode_test_correct(correct)
+    atomic_write(Path(run_dir) / TEST_CORRECT_FILE, lambda f: f.write(payload))
 
 
-def read_test_correct(run_dir: str | os.PathLike, n_test: int | None = None) -> np.ndarray | None:
-    """The bool (epochs + 1, n_test) per-image test correctness of a run; None if not recorded."""
+def read_test_correct(run_dir: str | os.PathLike, n_test: int | None = None,
+                      advice: str = "Delete the run directory to train it again.") -> np.ndarray | None:
+    """The bool (epochs + 1, n_test) per-image test correctness of a run; None if not recorded.
+
+    Checked against ``checksums.json`` when recorded there.
+    """
     path = Path(run_dir) / TEST_CORRECT_FILE
     if not path.exists():
         return None
+    verify_checksum(Path(run_dir), TEST_CORRECT_FILE, advice)
+    z = read_npz(path, advice)
     try:
-        with np.load(path) as z:
-            bits, stored_n = z["bits"], int(z["n_test"])
-    except (OSError, ValueError, KeyError, EOFError) as exc:
-        raise RunDirError(f"cannot read {path}: {exc}; delete the run directory to train it again") from None
+        bits, stored_n = z["bits"], int(z["n_test"])
+        correct = np.unpackbits(bits, axis=1, count=stored_n).astype(bool)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise RunDirError(f"cannot read {path} ({type(exc).__name__}: {exc}). {advice}") from None
     if n_test is not None and stored_n != n_test:
-        raise RunDirError(f"{path} records {stored_n} test images, the run has {n_test}")
-    return np.unpackbits(bits, axis=1, count=stored_n).astype(bool)
+        raise RunDirError(f"{path} records {stored_n} test images, the run has {n_test}. {advice}")
+    return correct
 
 
 # --------------------------------------------------------------------------- run directories
@@ -244,13 +426,21 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any], epoch: int) -> None:
 
 
 def load_checkpoint(run_dir: Path, map_location: str = "cpu") -> dict[str, Any] | None:
-    """The newest intact checkpoint, falling back to the previous one; None if there is none."""
+    """The newest intact checkpoint, falling back to the previous one; None if there is none.
+
+    A missing or unreadable index is rebuilt from the checkpoint files themselves
+    (``rebuild_checkpoint_index``).
+    """
     import torch
 
+    run_dir = Path(run_dir)
     index_path = run_dir / CHECKPOINT_INDEX
-    if not index_path.exists():
-        return None
-    entries = read_json(index_path).get("checkpoints", [])
+    try:
+        entries = read_json(index_path).get("checkpoints", []) if index_path.exists() else None
+    except RunDirError:
+        entries = None
+    if entries is None:
+        return rebuild_checkpoint_index(run_dir, map_location)
     problems = []
     for entry in reversed(entries):
         path = run_dir / entry["file"]
@@ -268,3 +458,50 @@ def load_checkpoint(run_dir: Path, map_location: str = "cpu") -> dict[str, Any] 
     raise CheckpointError(
         f"no intact checkpoint in {run_dir}: {'; '.join(problems) or 'the index lists none'}. "
         f"Delete {run_dir} (or train with another --out) to start this run again.")
+
+
+def rebuild_checkpoint_index(run_dir: Path, map_location: str = "cpu") -> dict[str, Any] | None:
+    """Write ``checkpoint.json`` anew from the checkpoint files that are intact; return the newest state.
+
+    A file counts as intact if every member passes its zip CRC-32 check (``torch.save`` writes
+    them), it loads, and it holds the epoch its name says. None if there is no checkpoint file;
+    a CheckpointError if there are files but none is intact.
+    """
+    files = sorted(run_dir.glob("checkpoint_e*.pt"), reverse=True)
+    if not files:
+        return None
+    intact: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    for path in files:
+        state = _verified_checkpoint(path, map_location)
+        if state is not None:
+            intact.append(({"epoch": int(state["epoch"]), "file": path.name,
+                            "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}, state))
+        if len(intact) == KEEP_CHECKPOINTS:
+            break
+    if not intact:
+        raise CheckpointError(f"{run_dir / CHECKPOINT_INDEX} is missing or unreadable and none of "
+                              f"{', '.join(f.name for f in files)} is intact. Delete {run_dir} (or train with "
+                              "another --out) to start this run again.")
+    atomic_write_json(run_dir / CHECKPOINT_INDEX, {"checkpoints": [entry for entry, _ in reversed(intact)]})
+    warnings.warn(f"{run_dir / CHECKPOINT_INDEX} was missing or unreadable: rebuilt from "
+                  f"{', '.join(entry['file'] for entry, _ in intact)} (checked by their CRC-32 checksums "
+                  f"and by loading); resuming from epoch {intact[0][0]['epoch']}")
+    return intact[0][1]
+
+
+def _verified_checkpoint(path: Path, map_location: str) -> dict[str, Any] | None:
+    """The state in checkpoint file ``path`` if it passes its CRC checks, loads and names its epoch; else None."""
+    import torch
+
+    try:
+        payload = path.read_bytes()
+        with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+            if archive.testzip() is not None:
+                return None
+        state = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=False)
+    except Exception:  # any failure to read or unpickle means: not intact
+        return None
+    epoch = path.stem.removeprefix("checkpoint_e")
+    if not isinstance(state, dict) or not epoch.isdigit() or state.get("epoch") != int(epoch):
+        return None
+    return state

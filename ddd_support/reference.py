@@ -2,7 +2,8 @@
 
 A reference run keeps the run-directory layout (so ``analysis.load_run`` reads it) with:
 ``config.json`` (plus a ``reference`` entry saying what was left out), ``metrics.csv``,
-``test_correct.npz``, ``labels.npz``, ``probe.npz``, and at most ``max_snapshots`` snapshots,
+``test_correct.npz`` (both checked against the run's checksums, and their own recorded in
+``checksums.json``), ``labels.npz``, ``probe.npz``, and at most ``max_snapshots`` snapshots,
 thinned evenly in log-epoch, whose arrays are stored in float16 with only the class means the
 separation index needs (``KEPT_MEANS``), the activations of the top ``top_k`` neurons, the
 per-image statistics, and the random control neurons' activations in the last snapshot only.
@@ -29,9 +30,13 @@ if TYPE_CHECKING:
     from .data import CifarArrays
 
 from .errors import RunDirError
-from .recording import (CHECKPOINT_INDEX, TEST_CORRECT_FILE, atomic_savez, atomic_write_json,
-                        config_differences, now_iso, read_json, run_directory)
+from .recording import (CHECKPOINT_INDEX, METRICS_FILE, TEST_CORRECT_FILE, atomic_savez, atomic_write_json,
+                        config_differences, file_sha256, now_iso, read_json, read_metrics, read_npz,
+                        read_test_correct, run_directory, write_checksums)
+from .rundir import snapshot_epochs_on_disk, snapshot_file
 
+#: Folder of the reference's sweeps (``sweep --export reference/sweeps``).
+SWEEPS_DIR = "sweeps"
 #: The project's committed reference runs.
 REFERENCE_ROOT = Path(__file__).resolve().parent.parent / "reference"
 #: The index file that marks a folder as a reference root.
@@ -95,17 +100,21 @@ def export_reference(run_dir: str | os.PathLike, dest: str | os.PathLike, max_sn
         raise RunDirError(f"{source} is not complete (status {state.get('status')!r}); finish it with "
                           "`python -m ddd_support train ...` before exporting it")
     cfg = state["config"]
+    advice = f"Restore it, or train {source} again, before exporting it."
+    read_metrics(source, advice)  # checked against its checksum: a changed file is not exported
+    read_test_correct(source, advice=advice)
     target = run_directory(dest, cfg["profile"], cfg["model"], cfg["seed"])
     (target / "snapshots").mkdir(parents=True, exist_ok=True)
-    for name in ("metrics.csv", "labels.npz", "probe.npz", TEST_CORRECT_FILE):
+    for name in (METRICS_FILE, "labels.npz", "probe.npz", TEST_CORRECT_FILE):
         if (source / name).exists():
             shutil.copyfile(source / name, target / name)
-    available = sorted(int(f.stem.split("_")[1]) for f in (source / "snapshots").glob("epoch_*.npz"))
+    write_checksums(target, {name: [file_sha256(target / name)] for name in (METRICS_FILE, TEST_CORRECT_FILE)
+                             if (target / name).exists()})
+    available = snapshot_epochs_on_disk(source)
     kept = thin_epochs(available, max_snapshots)
     for epoch in kept:
-        with np.load(source / "snapshots" / f"epoch_{epoch:05d}.npz") as z:
-            arrays = compact_snapshot({k: z[k] for k in z.files}, top_k, last=epoch == kept[-1])
-        atomic_savez(target / "snapshots" / f"epoch_{epoch:05d}.npz", **arrays)
+        arrays = compact_snapshot(read_npz(snapshot_file(source, epoch), advice), top_k, last=epoch == kept[-1])
+        atomic_savez(snapshot_file(target, epoch), **arrays)
     state["snapshot_epochs"] = kept
     state["reference"] = {"exported_from_snapshots": available, "top_k": top_k,
                           "class_means_kept": [k for k in KEPT_MEANS + SCHEMA1_MEANS
@@ -169,8 +178,27 @@ def write_reference_index(dest: str | os.PathLike) -> Path:
                      for r in group],
             "tables": sorted(p.name for p in (dest / profile / "tables").glob("*.csv")),
         }
+    index["sweeps"] = sweep_index(dest / SWEEPS_DIR)
     atomic_write_json(dest / REFERENCE_INDEX, index)
     return dest / REFERENCE_INDEX
+
+
+def sweep_index(folder: Path) -> dict[str, dict]:
+    """What each sweep under ``folder`` (``reference/sweeps``) holds and how it was made (validated)."""
+    from .sweep_results import read_sweep
+
+    found = {}
+    for record_file in sorted(folder.glob("*/sweep.json")):
+        spec, table, _, record = read_sweep(record_file.parent)
+        found[spec.name] = {
+            "produced_by": f"python -m ddd_support sweep experiments/sweeps/{spec.name}.yaml "
+                           f"--export {folder.parent.name}/{folder.name}",
+            "runs": len(table), "varied": spec.varied_keys,
+            "git_commit": record.get("provenance", {}).get("git_commit"),
+            "invocations": record.get("invocations", []),
+            "training_span": record.get("training_span", {}),
+        }
+    return found
 
 
 def _train_command(run) -> str:
@@ -190,3 +218,12 @@ def _overridden(run) -> list[str]:
     expected = PROFILES[run.profile].config(run.model, run.seed).to_dict()
     recorded = TrainConfig.from_dict(run.config).to_dict()  # keys added since take their defaults
     return list(config_differences(recorded, expected, ignore=frozenset({"progress"})))
+
+
+def update_sweep_index(root: str | os.PathLike) -> Path:
+    """Refresh only the ``sweeps`` entry of ``root/reference.json`` (after ``sweep --export``)."""
+    root = Path(root)
+    index = read_json(root / REFERENCE_INDEX)
+    index["sweeps"] = sweep_index(root / SWEEPS_DIR)
+    atomic_write_json(root / REFERENCE_INDEX, index)
+    return root / REFERENCE_INDEX

@@ -11,7 +11,8 @@ from .config import MODELS, TrainConfig, get_profile
 from .errors import ConfigError, RunDirError
 from .recording import read_json, run_directory
 from .reference import REFERENCE_INDEX, is_reference_root
-from .training import state_is_complete, train
+from .rundir import state_is_complete
+from .training import train
 
 
 def train_profile(profile: str, models: Iterable[str] | None = None, seeds: Iterable[int] = (0,),
@@ -46,7 +47,12 @@ def train_profile(profile: str, models: Iterable[str] | None = None, seeds: Iter
 
 
 def is_complete(cfg: TrainConfig, out: str | os.PathLike) -> bool:
-    """True if the run directory of ``cfg`` under ``out`` holds a complete run of its epochs."""
+    """True if the run directory of ``cfg`` under ``out`` holds a complete run of its epochs.
+
+    Read without the run directory's lock: a hint (e.g. whether to load the data set at all);
+    ``training.train`` checks again once it holds the lock, so a run another process is
+    finishing is not trained twice.
+    """
     path = run_directory(out, cfg.profile, cfg.model, cfg.seed) / "config.json"
     return path.exists() and state_is_complete(read_json(path), cfg.epochs)
 

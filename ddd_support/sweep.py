@@ -176,7 +176,19 @@ def spec_from_arguments(name: str, profile: str, grid: Iterable[str], overrides:
             axes[key] = tuple(parse_overrides([f"{key}={v}"])[key] for v in texts)
     if not axes:
         raise ConfigError("give a sweep spec file or at least one --grid key=v1,v2,...")
-    return SweepSpec(name=name, profile=profile, fixed=parse_overrides(list(overrides)), grid=axes)
+    return SweepSpec(name=name, profile=profile, fixed=sweep_overrides(overrides), grid=axes)
+
+
+def sweep_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """``--set`` values of a sweep: config values, but model and seed are axes and profile is the spec's."""
+    items = list(items)
+    for item in items:
+        key = item.split("=", 1)[0].strip()
+        if key in RUN_AXES:
+            raise ConfigError(f"{key} is a sweep axis: use --grid {key}=... (or grid: in the spec), not --set")
+        if key == "profile":
+            raise ConfigError("the profile is the spec's (or --profile), not --set profile=...")
+    return parse_overrides(items)
 
 
 def _is_int(text: str) -> bool:
@@ -262,5 +274,5 @@ def sweep_spec_with(spec: SweepSpec, grid: Iterable[str], overrides: Iterable[st
     if not grid and not overrides:
         return spec
     extra = spec_from_arguments(spec.name, spec.profile, grid, []) if grid else None
-    return SweepSpec(name=spec.name, profile=spec.profile, fixed={**spec.fixed, **parse_overrides(overrides)},
+    return SweepSpec(name=spec.name, profile=spec.profile, fixed={**spec.fixed, **sweep_overrides(overrides)},
                      grid={**spec.grid, **(extra.grid if extra else {})}, points=spec.points)

@@ -61,7 +61,11 @@ def train_task(configs: list[dict[str, Any]], outs: list[str]) -> list[str]:
     from .config import TrainConfig
     from .training import train
 
+    from .runner import is_complete
+
     cfgs = [TrainConfig.from_dict({**c, "device": _worker_device(c.get("device", "auto"))}) for c in configs]
+    if all(is_complete(cfg, out) for cfg, out in zip(cfgs, outs)):   # no data needed
+        return [str(train(cfg, out)) for cfg, out in zip(cfgs, outs)]
     arrays = _worker_arrays(cfgs[0].data_root, cfgs[0].data_source)
     if len(cfgs) > 1:
         from .multiseed import train_seeds
@@ -111,10 +115,11 @@ def make_client(scheduler: str | None, workers: int | None, runs_per_gpu: int = 
     if torch.cuda.is_available():
         n_gpus = torch.cuda.device_count()
         cluster = LocalCluster(n_workers=workers or n_gpus, threads_per_worker=runs_per_gpu, processes=True,
-                               resources={"GPU": runs_per_gpu}, dashboard_address=":0")
+                               resources={"GPU": runs_per_gpu}, dashboard_address=":0",
+                               silence_logs=logging.CRITICAL)
     else:
         cluster = LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1, processes=True,
-                               dashboard_address=":0")
+                               dashboard_address=":0", silence_logs=logging.CRITICAL)
     return Client(cluster)
 
 

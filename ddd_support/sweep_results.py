@@ -26,10 +26,13 @@ import numpy as np
 import pandas as pd
 
 from .errors import RunDirError
-from .recording import METRIC_COLUMNS, atomic_write_json, atomic_write_text, now_iso, provenance, read_json
+from .recording import METRIC_COLUMNS, atomic_savez, atomic_write_json, atomic_write_text, now_iso, provenance, read_json
 from .sweep import SweepPoint, SweepSpec, expand, run_root, sweep_dir
 
 SWEEP_TABLE, EPOCH_TABLE, RECORD = "sweep.csv", "sweep_epochs.csv", "sweep.json"
+#: Per-image test correctness of every run (bit-packed), so the rise can be checked on read.
+CORRECT_FILE = "sweep_test_correct.npz"
+FILES: tuple[str, ...] = (RECORD, SWEEP_TABLE, EPOCH_TABLE, CORRECT_FILE, "spec.yaml")
 #: Columns of ``sweep.csv`` besides the varied keys and the claims.
 RUN_COLUMNS: tuple[str, ...] = (
     "point", "model", "seed", "n_train", "n_test", "epochs", "widths", "noise_rate", "lr",
@@ -82,6 +85,9 @@ def run_row(run_point: SweepPoint, run_dir: Path) -> dict[str, Any]:
         "lr": cfg.lr, "final_test_acc": float(last["test_acc"]),
         "final_train_acc": _train_acc(last, cfg.noise_rate), "final_noisy_acc": float(last["noisy_acc"]),
         "best_test_acc": float(m.loc[best, "test_acc"]), "best_test_epoch": int(m.loc[best, "epoch"]),
+        "train_seconds": run.provenance.get("train_seconds_total"),
+        "eval_seconds": run.provenance.get("eval_seconds_total"),
+        "start_time": run.provenance.get("start_time"), "end_time": run.provenance.get("end_time"),
     }
     correct = run.test_correct
     if correct is None:
@@ -111,12 +117,17 @@ def _train_acc(last: pd.Series, noise_rate: float) -> float:
     return (1 - noise_rate) * float(last["clean_acc"]) + noise_rate * noisy
 
 
-def sweep_tables(spec: SweepSpec, out: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``sweep.csv`` and ``sweep_epochs.csv`` of every complete run of ``spec`` under ``out``."""
+def run_key(point: str, model: str, seed: int) -> str:
+    """The name of one run's array in ``sweep_test_correct.npz``."""
+    return f"{point}|{model}|seed{int(seed)}"
+
+
+def sweep_tables(spec: SweepSpec, out: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
+    """``sweep.csv``, ``sweep_epochs.csv`` and per-image correctness of every complete run of ``spec``."""
     from .analysis.rundata import load_run
     from .recording import run_directory
 
-    rows, curves = [], []
+    rows, curves, correct = [], [], {}
     for r in expand(spec):
         run_dir = run_directory(run_root(out, spec, r.point), r.config.profile, r.config.model, r.config.seed)
         if not (run_dir / "config.json").exists():
@@ -124,7 +135,9 @@ def sweep_tables(spec: SweepSpec, out: str | Path) -> tuple[pd.DataFrame, pd.Dat
         if read_json(run_dir / "config.json").get("status") != "complete":
             continue
         rows.append(run_row(r, run_dir))
-        metrics = load_run(run_dir).metrics
+        run = load_run(run_dir)
+        metrics = run.metrics
+        correct[run_key(r.point, r.config.model, r.config.seed)] = run.test_correct
         curves.append(metrics.assign(point=r.point, model=r.config.model, seed=r.config.seed, **r.values))
     table = pd.DataFrame(rows)
     if len(table):
@@ -132,7 +145,7 @@ def sweep_tables(spec: SweepSpec, out: str | Path) -> tuple[pd.DataFrame, pd.Dat
     keys = ["point", "model", "seed", *spec.varied_keys]
     epochs = (pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=[*keys, *METRIC_COLUMNS]))
     epochs = epochs[[*dict.fromkeys([*keys, *METRIC_COLUMNS])]]
-    return table, epochs
+    return table, epochs, correct
 
 
 def write_sweep_record(spec: SweepSpec, out: str | Path, extra: dict[str, Any]) -> Path:
@@ -141,20 +154,38 @@ def write_sweep_record(spec: SweepSpec, out: str | Path, extra: dict[str, Any]) 
 
     folder = sweep_dir(out, spec)
     folder.mkdir(parents=True, exist_ok=True)
-    table, epochs = sweep_tables(spec, out)
+    table, epochs, correct = sweep_tables(spec, out)
     atomic_write_text(folder / SWEEP_TABLE, table.to_csv(index=False, float_format="%.10g"))
-    atomic_write_text(folder / EPOCH_TABLE, epochs.to_csv(index=False, float_format="%.10g"))
+    atomic_write_text(folder / EPOCH_TABLE, epochs.to_csv(index=False, float_format="%.6g"))
+    atomic_savez(folder / CORRECT_FILE, **{k: np.packbits(v.astype(bool), axis=1) for k, v in correct.items()},
+                 **{f"{k}|n_test": np.int64(v.shape[1]) for k, v in correct.items()})
     atomic_write_text(folder / "spec.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
     atomic_write_json(folder / RECORD, {"spec": spec.to_dict(), "runs_planned": len(expand(spec)),
                                         "runs_complete": len(table), "written": now_iso(),
+                                        "training_span": training_span(table),
                                         "provenance": provenance("n/a"), **extra})
     return folder
 
 
+def training_span(table: pd.DataFrame) -> dict[str, Any]:
+    """From the first run's start to the last run's end: the sweep's wall time of training."""
+    if not len(table) or table["start_time"].isna().any() or table["end_time"].isna().any():
+        return {}
+    start, end = pd.to_datetime(table["start_time"]).min(), pd.to_datetime(table["end_time"]).max()
+    return {"first_start": start.isoformat(), "last_end": end.isoformat(),
+            "seconds": round((end - start).total_seconds(), 1),
+            "run_seconds": round(float((table["train_seconds"] + table["eval_seconds"]).sum()), 1)}
+
+
 def read_sweep(folder: str | Path) -> tuple[SweepSpec, pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """A sweep's spec, run table, curves and record, validated; a RunDirError says what is wrong."""
+    """A sweep's spec, run table, curves and record, validated; a RunDirError says what is wrong.
+
+    Checked: the files belong together (run counts), every curve has epochs 0, 1, 2, ... and its
+    test accuracy equals the mean of its per-image record, and every rise in the table equals
+    the rise recomputed from that record.
+    """
     folder = Path(folder)
-    for name in (RECORD, SWEEP_TABLE, EPOCH_TABLE):
+    for name in FILES:
         if not (folder / name).exists():
             raise RunDirError(f"{folder} lacks {name}: it is not a finished sweep; run "
                               f"`python -m ddd_support sweep SPEC.yaml` to make one")
@@ -167,13 +198,38 @@ def read_sweep(folder: str | Path) -> tuple[SweepSpec, pd.DataFrame, pd.DataFram
     if len(table) != record.get("runs_complete"):
         raise RunDirError(f"{folder / SWEEP_TABLE} has {len(table)} runs, its record says "
                           f"{record.get('runs_complete')}: the files do not belong together")
-    for key, curve in epochs.groupby(["point", "model", "seed"]):
-        steps = np.diff(curve["epoch"].to_numpy())
-        if curve["epoch"].iloc[0] != 0 or not (steps == 1).all():
-            raise RunDirError(f"{folder / EPOCH_TABLE}: the epochs of {key} are not 0, 1, 2, ...")
-        if curve["test_acc"].isna().any():
-            raise RunDirError(f"{folder / EPOCH_TABLE}: test accuracy of {key} has missing values")
+    correct = read_correct(folder / CORRECT_FILE)
+    curves = dict(tuple(epochs.groupby(["point", "model", "seed"])))
+    for row in table.itertuples():
+        key = (row.point, row.model, row.seed)
+        name = run_key(*key)
+        curve, bits = curves.get(key), correct.get(name)
+        if curve is None or bits is None:
+            raise RunDirError(f"{folder}: run {name} of {SWEEP_TABLE} has no curve or no per-image record")
+        if not (curve["epoch"].to_numpy() == np.arange(len(curve))).all():
+            raise RunDirError(f"{folder / EPOCH_TABLE}: the epochs of {name} are not 0, 1, 2, ...")
+        if len(bits) != len(curve) or not np.allclose(bits.mean(axis=1), curve["test_acc"], atol=1e-5):
+            raise RunDirError(f"{folder}: test accuracy of {name} in {EPOCH_TABLE} differs from its per-image "
+                              f"record in {CORRECT_FILE}; the files were changed after the sweep")
+        if not np.isclose(overfitting_rise(bits)["rise"], row.rise, atol=1e-8):
+            raise RunDirError(f"{folder / SWEEP_TABLE}: the rise of {name} differs from its per-image record; "
+                              "the table was changed after the sweep")
     return spec, table, epochs, record
+
+
+def read_correct(path: Path) -> dict[str, np.ndarray]:
+    """The per-image correctness of each run from ``sweep_test_correct.npz`` (bool arrays)."""
+    import zipfile
+
+    try:
+        with np.load(path) as z:
+            packed = {k: z[k] for k in z.files if not k.endswith("|n_test")}
+            sizes = {k.removesuffix("|n_test"): int(z[k]) for k in z.files if k.endswith("|n_test")}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise RunDirError(f"{path} cannot be read ({exc}); write the sweep's tables again") from None
+    if set(packed) != set(sizes):
+        raise RunDirError(f"{path} is incomplete: runs without their image counts")
+    return {k: np.unpackbits(v, axis=1, count=sizes[k]).astype(bool) for k, v in packed.items()}
 
 
 def export_sweep(folder: str | Path, dest: str | Path) -> Path:
@@ -181,7 +237,125 @@ def export_sweep(folder: str | Path, dest: str | Path) -> Path:
     spec, _, _, _ = read_sweep(folder)
     target = Path(dest) / spec.name
     target.mkdir(parents=True, exist_ok=True)
-    for name in (RECORD, SWEEP_TABLE, EPOCH_TABLE, "spec.yaml"):
+    for name in FILES:
         shutil.copyfile(Path(folder) / name, target / f".{name}.tmp")
         (target / f".{name}.tmp").replace(target / name)
     return target
+
+
+def rise_difference(table: pd.DataFrame, widths: str, low_rate: float, high_rate: float) -> dict[str, float]:
+    """Rise at ``high_rate`` minus rise at ``low_rate`` for one width, with a 95% interval.
+
+    The two rises are measured on different runs, so their standard errors (read back from
+    their paired intervals) add in quadrature.
+    """
+    from scipy import stats
+
+    z = float(stats.norm.ppf(0.975))
+    rows = {rate: table[(table["widths"] == widths) & np.isclose(table["noise_rate"], rate)]
+            for rate in (low_rate, high_rate)}
+    if any(len(r) != 1 for r in rows.values()):
+        raise ValueError(f"need one run of widths {widths} at noise rates {low_rate} and {high_rate}")
+    a, b = rows[low_rate].iloc[0], rows[high_rate].iloc[0]
+    se = np.hypot((a["rise_high"] - a["rise_low"]) / (2 * z), (b["rise_high"] - b["rise_low"]) / (2 * z))
+    diff = float(b["rise"] - a["rise"])
+    return {"difference": diff, "low": diff - z * se, "high": diff + z * se}
+
+
+def peak_sentence(peaks: pd.DataFrame) -> str:
+    """Where the model-wise peak of final test error holds, with its paired differences."""
+    from .analysis.claims import interval_text
+    from .analysis.stats import HOLDS
+
+    held = peaks[peaks["verdict"] == HOLDS]
+    if held.empty:
+        return "at no noise rate does an intermediate width have a final test error above both ends"
+    parts = [f"{r.noise_rate:.0%} noise (width {r.peak_width}: "
+             f"{interval_text(r.over_narrowest, r.over_narrowest_low, r.over_narrowest_high)} points over the "
+             f"narrowest, {interval_text(r.over_widest, r.over_widest_low, r.over_widest_high)} over the widest)"
+             for r in held.itertuples()]
+    rest = [f"{r:.0%}" for r in peaks.loc[peaks["verdict"] != HOLDS, "noise_rate"]]
+    return "it holds at " + "; ".join(parts) + (f", and not at {', '.join(rest)} noise" if rest else "")
+
+
+def sweep_findings(table: pd.DataFrame) -> dict[str, str]:
+    """Sentences about a noise-rate x width sweep, generated from its table (one seed per point)."""
+    from .analysis.claims import interval_text
+
+    out: dict[str, str] = {}
+    noisy = table[table["noise_rate"] > 0]
+    clean = table[table["noise_rate"] == 0]
+    rises = noisy[noisy["rise_outcome"] == "rises"]
+    out["rises"] = (f"test error rises beyond its 95% interval after its best epoch in {len(rises)} of "
+                    f"{len(noisy)} runs with label noise and in "
+                    f"{int((clean['rise_outcome'] == 'rises').sum())} of {len(clean)} without")
+    widths = sorted(table["widths"].unique(), key=lambda w: [int(p) for p in str(w).split("-")])
+    rates = sorted(table["noise_rate"].unique())
+    if len(rates) > 1:
+        parts = []
+        for w in widths:
+            d = rise_difference(table, w, rates[0], rates[-1])
+            parts.append(f"width {str(w).split('-')[0]}: {interval_text(d['difference'], d['low'], d['high'])}")
+        out["noise_effect"] = (f"rise at {rates[-1]:.0%} noise minus rise at {rates[0]:.0%} (points, 95% "
+                               f"interval): " + "; ".join(parts))
+    fitted = noisy[noisy["final_noisy_acc"] >= 0.99]
+    fit_widths = sorted({str(w).split("-")[0] for w in fitted["widths"]}, key=int)
+    out["memorised"] = (f"{len(fitted)} of {len(noisy)} runs with label noise fit 99% of their noisy labels "
+                        f"by the end (widths {', '.join(fit_widths) or 'none'})")
+    fitted_runs = noisy[noisy["post_fit_outcome"] != "not testable"]
+    counts = fitted_runs["post_fit_outcome"].value_counts()
+    out["post_fit"] = (f"of the {len(fitted_runs)} runs that fit their noisy labels, test accuracy after the "
+                       f"fit rises in {counts.get('rises', 0)}, falls in {counts.get('falls', 0)} and shows no "
+                       f"detectable change in {counts.get('no detectable change', 0)}")
+    clean_final = clean.assign(width=[int(str(w).split("-")[0]) for w in clean["widths"]]).sort_values("width")
+    out["clean_by_width"] = ", ".join(f"{r.width}: {1 - r.final_test_acc:.1%}" for r in clean_final.itertuples())
+    first = table.assign(width=[int(str(w).split("-")[0]) for w in table["widths"]])
+    narrowest = first["width"].min()
+    span = lambda part: f"epochs {int(part.min())} to {int(part.max())}"  # noqa: E731
+    out["best_narrow"] = span(first.loc[first["width"] == narrowest, "best_test_epoch"])
+    out["best_wider"] = span(first.loc[first["width"] > narrowest, "best_test_epoch"])
+    unfitted = first[(first["noise_rate"] > 0) & (first["final_noisy_acc"] < 0.99)]
+    out["unfitted"] = "; ".join(
+        f"width {w}: {part['final_noisy_acc'].min():.0%} to {part['final_noisy_acc'].max():.0%}"
+        for w, part in unfitted.groupby("width"))
+    largest = table[table["widths"] == widths[-1]].sort_values("noise_rate")
+    out["widest"] = ", ".join(f"{r.noise_rate:.0%}: {1 - r.best_test_acc:.1%} → {1 - r.final_test_acc:.1%}"
+                              for r in largest.itertuples())
+    return out
+
+
+def end_correctness(correct: np.ndarray, end_fraction: float = END_FRACTION) -> np.ndarray:
+    """Each test image's mean correctness over the last ``end_fraction`` of the epochs."""
+    n_end = max(1, math.ceil(end_fraction * (correct.shape[0] - 1)))
+    return correct[-n_end:].mean(axis=0)
+
+
+def width_peak(table: pd.DataFrame, correct: dict[str, np.ndarray], noise_rate: float) -> dict[str, Any]:
+    """Is the final test error at ``noise_rate`` highest at an intermediate width (a model-wise peak)?
+
+    The width with the highest end-of-training error on half A of the test images (even indices)
+    is compared on half B with the narrowest and the widest, paired over the same images (all
+    runs score the same test subset). The peak *holds* when it is an intermediate width whose
+    error exceeds both ends' beyond their intervals.
+    """
+    from .analysis.stats import FAILS, HOLDS, paired_change
+
+    rows = table[np.isclose(table["noise_rate"], noise_rate)].copy()
+    rows["width"] = [int(str(w).split("-")[0]) for w in rows["widths"]]
+    rows = rows.sort_values("width")
+    errors = {r.width: 1 - end_correctness(correct[run_key(r.point, r.model, r.seed)]) for r in rows.itertuples()}
+    peak = max(errors, key=lambda w: errors[w][0::2].mean())
+    narrow, wide = int(rows["width"].iloc[0]), int(rows["width"].iloc[-1])
+    out: dict[str, Any] = {"noise_rate": noise_rate, "peak_width": peak,
+                           "peak_error": float(errors[peak][1::2].mean())}
+    for name, other in (("narrowest", narrow), ("widest", wide)):
+        ci = paired_change(errors[other][1::2], errors[peak][1::2])
+        out.update({f"over_{name}": ci.estimate, f"over_{name}_low": ci.low, f"over_{name}_high": ci.high})
+    inside = narrow < peak < wide
+    out["verdict"] = HOLDS if inside and out["over_narrowest_low"] > 0 and out["over_widest_low"] > 0 else FAILS
+    return out
+
+
+def width_peaks(table: pd.DataFrame, correct: dict[str, np.ndarray]) -> pd.DataFrame:
+    """``width_peak`` at every noise rate of the sweep."""
+    return pd.DataFrame([width_peak(table, correct, r) for r in sorted(table["noise_rate"].unique())])

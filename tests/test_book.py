@@ -20,11 +20,12 @@ ROOT = book.PROJECT_ROOT
 CHAPTERS = [name for name in book.chapter_names() if book.is_notebook(ROOT / f"{name}.md")]
 #: Figures each chapter shows at least (on the smoke profile, three models).
 MIN_FIGURES = {"book/01_noise": 2, "book/02_training": 1, "book/03_loss_decomposition": 9,
-               "book/04_separation": 6, "book/05_large_activation": 11}
+               "book/04_separation": 6, "book/05_large_activation": 11,
+               "book/07_sweeps": 3}
 #: Chapters whose parameters are typed (shown by `papermill --help-notebook`) and checked with
 #: `ddd_support.parameters` in the cell after the parameters cell.
 CHECKED_PARAMETERS = ["book/intro", "book/01_noise", "book/02_training", "book/03_loss_decomposition",
-                      "book/04_separation", "book/05_large_activation", "book/06_conclusions",
+                      "book/04_separation", "book/05_large_activation", "book/06_conclusions", "book/07_sweeps",
                       "book/appendix_reproducibility"]
 
 

@@ -28,7 +28,7 @@ SCREENSHOTS = book.PROJECT_ROOT / "_build" / "screenshots"
 PAGES = book.chapter_names()
 #: Pages on which every figure must have a caption; extend it as chapters get theirs.
 CAPTIONED_PAGES = ["book/intro", "book/01_noise", "book/02_training", "book/03_loss_decomposition",
-                   "book/04_separation", "book/05_large_activation", "book/06_conclusions",
+                   "book/04_separation", "book/05_large_activation", "book/06_conclusions", "book/07_sweeps",
                    "book/appendix_reproducibility"]
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 VIEWPORT = {"width": 1280, "height": 900}

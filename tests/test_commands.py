@@ -2,6 +2,7 @@
 the others are parsed by the parser of the program they call (make targets, CLI options,
 chapter parameters), so a renamed option or parameter fails here first."""
 
+import importlib.util
 import re
 import shlex
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 
 from ddd_support import book as book_runner
 from ddd_support.cli import build_parser
+from ddd_support.sweep import expand, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Commands cheap enough to run for real (seconds, no data, no training).
@@ -92,7 +94,11 @@ def test_shown_command_runs_as_written(where, command):
         assert args[0] in make_targets(), f"no make target {args[0]!r}"
         assert all(re.fullmatch(r"[A-Z]+=\S*", a) for a in args[1:]), args
     elif program == "python" and args[:2] == ["-m", "ddd_support"]:
-        if tuple(args[2:4]) in RUN or (len(args) == 3 and ("ddd_support", args[2]) in RUN):
+        if args[2] == "sweep":
+            parsed = build_parser().parse_args(args[2:])
+            if parsed.spec:
+                assert expand(load_spec(ROOT / parsed.spec)), parsed.spec
+        if tuple(args[2:4]) in RUN or (len(args) == 3 and ("ddd_support", args[2]) in RUN) or "--dry-run" in args:
             result = subprocess.run([sys.executable, "-m", "ddd_support", *args[2:]], cwd=ROOT,
                                     capture_output=True, text=True, timeout=120)
             assert result.returncode == 0, result.stderr
@@ -109,6 +115,14 @@ def test_shown_command_runs_as_written(where, command):
             declared = set().union(*(book_runner.declared_parameters(jupytext.read(ROOT / f"{n}.md"))
                                      for n in book_runner.chapter_names() if (ROOT / f"{n}.md").is_file()))
             assert set(params) <= declared, sorted(set(params) - declared)
+    elif program == "python" and args[0].startswith("experiments/") and args[0].endswith(".py"):
+        script = ROOT / args[0]
+        assert script.is_file(), args[0]
+        spec = importlib.util.spec_from_file_location(script.stem, script)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        parsed = module.build_parser().parse_args(args[1:])
+        assert expand(load_spec(ROOT / parsed.spec))
     elif program == "jupytext":
         assert args[:2] == ["--to", "ipynb"] and (ROOT / args[2]).is_file(), args
     elif program == "papermill":

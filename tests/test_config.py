@@ -58,3 +58,33 @@ def test_snapshot_schedule_is_dense_early_log_spaced_later_and_ends_at_last_epoc
     assert epochs[-1] == 250
     assert {10, 18, 32, 56, 100, 178} <= set(epochs)
     assert len(epochs) == len(set(epochs)) and epochs == sorted(epochs)
+
+
+@pytest.mark.parametrize("key", ["seed", "noise_seed", "order_seed", "subset_seed"])
+def test_negative_seeds_are_rejected(key):
+    with pytest.raises(ConfigError, match=f"{key} must be a non-negative integer, got -1"):
+        TrainConfig(**{key: -1})
+
+
+def test_thread_count_below_one_is_rejected():
+    with pytest.raises(ConfigError, match="threads must be at least 1"):
+        TrainConfig(threads=0)
+    assert TrainConfig(threads=None).threads is None and TrainConfig(threads=2).threads == 2
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", "CPU", "cuda:", ""])
+def test_unknown_devices_are_rejected(device):
+    with pytest.raises(ConfigError, match="device must be auto, cpu, cuda, cuda:N or mps"):
+        TrainConfig(device=device)
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:1", "mps"])
+def test_known_devices_are_accepted(device):
+    assert TrainConfig(device=device).device == device
+
+
+@pytest.mark.parametrize("key, option", [("seed", "--seed"), ("model", "--model"), ("profile", "--profile")])
+def test_keys_that_name_the_run_are_refused_as_overrides(key, option):
+    with pytest.raises(ConfigError, match=f"{key} is set with {option}, not --set"):
+        parse_overrides([f"{key}=3"])
+    assert key in parse_overrides([f"{key}=3"], allow_run_keys=True)

@@ -108,3 +108,65 @@ def test_shared_cifar10_image_folder_loads_completely(monkeypatch):
     assert np.array_equal(np.bincount(arrays.y_train), np.full(10, 5000))
     assert np.array_equal(np.bincount(arrays.y_test), np.full(10, 1000))
     assert len(CLASSES) == 10
+
+
+def test_swapped_class_folders_are_decoded_again_not_read_from_the_cache(tmp_path):
+    root = write_image_folder(tmp_path / "imgs", per_class=2)
+    before = load_cifar10(root, "imagefolder", progress=False)
+    cat, dog = CLASSES.index("cat"), CLASSES.index("dog")
+    (root / "train" / "cat").rename(root / "train" / "tmp")
+    (root / "train" / "dog").rename(root / "train" / "cat")
+    (root / "train" / "tmp").rename(root / "train" / "dog")
+    after = load_cifar10(root, "imagefolder", progress=False)
+    assert np.array_equal(after.x_train[after.y_train == cat], before.x_train[before.y_train == dog])
+    assert np.array_equal(after.x_train[after.y_train == dog], before.x_train[before.y_train == cat])
+
+
+def test_a_deleted_class_folder_is_noticed_after_caching(tmp_path):
+    import shutil
+
+    root = write_image_folder(tmp_path / "imgs", per_class=1)
+    load_cifar10(root, "imagefolder", progress=False)
+    shutil.rmtree(root / "train" / "frog")
+    with pytest.raises(DataError, match="class folders"):
+        load_cifar10(root, "imagefolder", progress=False)
+
+
+def test_a_truncated_image_is_noticed_after_caching(tmp_path):
+    root = write_image_folder(tmp_path / "imgs", per_class=1)
+    load_cifar10(root, "imagefolder", progress=False)
+    image = root / "train" / "cat" / "0000.png"
+    image.write_bytes(image.read_bytes()[:200])
+    with pytest.raises(DataError, match="cannot decode .*0000.png"):
+        load_cifar10(root, "imagefolder", progress=False)
+
+
+def test_an_unchanged_folder_is_read_from_its_cache(tmp_path, monkeypatch):
+    root = write_image_folder(tmp_path / "imgs", per_class=1)
+    load_cifar10(root, "imagefolder", progress=False)
+    monkeypatch.setattr(data, "_read_imagefolder", lambda *a, **k: pytest.fail("decoded again"))
+    load_cifar10(root, "imagefolder", progress=False)
+
+
+def test_temp_files_of_an_interrupted_cache_write_are_removed(tmp_path):
+    root = write_image_folder(tmp_path / "imgs", per_class=1)
+    load_cifar10(root, "imagefolder", progress=False)
+    [cache] = (tmp_path / "cache").glob("cifar10-*.npz")
+    stale = cache.parent / f".{cache.name}.x7k2q.tmp"
+    stale.write_bytes(b"part of a cache")
+    load_cifar10(root, "imagefolder", progress=False)
+    assert not stale.exists()
+
+
+def test_a_cache_that_cannot_be_written_only_warns(tmp_path, monkeypatch):
+    import errno
+
+    root = write_image_folder(tmp_path / "imgs", per_class=1)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(data, "atomic_savez", disk_full)
+    with pytest.warns(UserWarning, match="could not write the data cache .*No space left.*continuing"):
+        arrays = load_cifar10(root, "imagefolder", progress=False)
+    assert arrays.x_train.shape == (10, 32, 32, 3)

@@ -36,7 +36,7 @@ def interrupt_after_checkpoint(monkeypatch, cfg, out, arrays, epoch: int) -> Non
         if saved_epoch == epoch:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr("ddd_support.training.save_checkpoint", save_then_stop)
+    monkeypatch.setattr("ddd_support.rundir.save_checkpoint", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, out, arrays)
     monkeypatch.undo()

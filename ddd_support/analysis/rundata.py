@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -13,9 +12,11 @@ import pandas as pd
 
 from ..config import MODELS, model_widths
 from ..errors import RunDirError
-from ..recording import METRIC_COLUMNS, READABLE_SCHEMAS, read_json, read_test_correct
+from ..recording import READABLE_SCHEMAS, read_json, read_metrics, read_npz, read_test_correct
+from ..rundir import SNAPSHOT_DIR, snapshot_epochs_on_disk, snapshot_file
 
-SNAPSHOT_DIR = "snapshots"
+#: What to do about a damaged or changed file of a finished run.
+READ_ADVICE = "Restore the file from a copy, or delete the run directory and train the run again."
 
 
 @dataclass
@@ -69,8 +70,7 @@ class RunData:
             raise RunDirError(f"{self.path} has no snapshot of epoch {epoch}; "
                               f"snapshots exist for epochs {self.snapshot_epochs}")
         if epoch not in self._cache:
-            path = self.path / SNAPSHOT_DIR / f"epoch_{epoch:05d}.npz"
-            self._cache[epoch] = _read_npz(path)
+            self._cache[epoch] = read_npz(snapshot_file(self.path, epoch), READ_ADVICE)
         return self._cache[epoch]
 
     @property
@@ -83,10 +83,13 @@ class RunData:
 
     @property
     def test_correct(self) -> np.ndarray | None:
-        """Per-image test correctness (epochs + 1, n_test) bool, validated against ``test_acc``; None if not recorded."""
+        """Per-image test correctness (epochs + 1, n_test) bool, validated against ``test_acc``;
+        None if not recorded."""
         if "test_correct" not in self._extra:
-            correct = read_test_correct(self.path, len(self.labels["test_indices"]))
+            correct = read_test_correct(self.path, len(self.labels["test_indices"]), READ_ADVICE)
             if correct is not None:
+                if self.status != "complete" and len(correct) == len(self.metrics) + 1:
+                    correct = correct[:-1]  # read between the two files' writes of a running run
                 _check_test_correct(self.path, correct, self.metrics)
             self._extra["test_correct"] = correct
         return self._extra["test_correct"]
@@ -112,7 +115,7 @@ def load_run(run_dir: str | os.PathLike) -> RunData:
     return RunData(
         path=path, config=state["config"], provenance=state["provenance"], metrics=metrics,
         snapshot_epochs=_snapshot_epochs(path, int(metrics["epoch"].max())),
-        probe=_read_npz(path / "probe.npz"), labels=_read_npz(path / "labels.npz"),
+        probe=read_npz(path / "probe.npz", READ_ADVICE), labels=read_npz(path / "labels.npz", READ_ADVICE),
         status=str(state.get("status", "unknown")), state=state,
     )
 
@@ -147,28 +150,9 @@ def find_runs(root: str | os.PathLike, profile: str | None = None,
 
 
 def _read_metrics(path: Path, state: dict[str, Any]) -> pd.DataFrame:
-    file = path / "metrics.csv"
-    if not file.exists():
-        raise RunDirError(f"{path} has no metrics.csv; the run never finished its first evaluation")
-    try:
-        metrics = pd.read_csv(file)
-    except (OSError, ValueError) as exc:
-        raise RunDirError(f"cannot read {file}: {exc}") from None
-    missing = [c for c in METRIC_COLUMNS if c not in metrics.columns]
-    if missing:
-        raise RunDirError(f"{file} lacks the columns {missing}")
-    if metrics.empty:
-        raise RunDirError(f"{file} has no rows")
-    epochs = metrics["epoch"].to_numpy()
-    last = int(epochs.max())
-    if state.get("status") == "complete":
-        last = max(last, int(state.get("epochs_done", last)))
-    gaps = sorted(set(range(last + 1)) - set(int(e) for e in epochs))
-    if gaps:
-        raise RunDirError(f"{file} is missing epochs {_ranges(gaps)} of 0..{last}")
-    if len(epochs) != len(set(epochs.tolist())):
-        raise RunDirError(f"{file} lists some epochs more than once")
-    return metrics.sort_values("epoch", ignore_index=True)
+    """``metrics.csv`` validated (``recording.read_metrics``); a complete run's up to its ``epochs_done``."""
+    done = state.get("epochs_done") if state.get("status") == "complete" else None
+    return read_metrics(path, READ_ADVICE, None if done is None else int(done))
 
 
 def _check_test_correct(path: Path, correct: np.ndarray, metrics: pd.DataFrame) -> None:
@@ -183,24 +167,11 @@ def _check_test_correct(path: Path, correct: np.ndarray, metrics: pd.DataFrame) 
 
 
 def _snapshot_epochs(path: Path, last_epoch: int) -> list[int]:
-    folder = path / SNAPSHOT_DIR
-    epochs = sorted(int(f.stem.split("_")[1]) for f in folder.glob("epoch_*.npz")
-                    if f.stem.split("_")[1].isdigit()) if folder.is_dir() else []
-    epochs = [e for e in epochs if e <= last_epoch]
+    epochs = [e for e in snapshot_epochs_on_disk(path) if e <= last_epoch]
     if not epochs:
         raise RunDirError(f"{path} has no activation snapshots ({SNAPSHOT_DIR}/epoch_EEEEE.npz); "
                           "the snapshot analyses need at least one")
     return epochs
-
-
-def _read_npz(file: Path) -> dict[str, np.ndarray]:
-    if not file.exists():
-        raise RunDirError(f"{file.parent} has no {file.name}")
-    try:
-        with np.load(file) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise RunDirError(f"cannot read {file}: {exc}") from None
 
 
 def _ranges(values: list[int]) -> str:

@@ -1,0 +1,353 @@
+"""One run directory while it is trained: locked, opened, validated, resumed, recorded, finished.
+
+``RunRecorder`` holds the run directory's lock (``RUN_DIR/.lock``) from opening to the end of
+the run or its failure, so a second process on the same directory waits (at most
+``DDD_LOCK_TIMEOUT`` seconds, if set) and then finds the run complete, or resumes it. Under the
+lock it removes temp files of interrupted writes, checks that an existing directory holds this
+configuration, and, on resume, that ``metrics.csv`` and ``test_correct.npz`` match their
+recorded checksums, hold every epoch up to the checkpoint and agree with each other.
+
+It records values, not models: the training loop (``training.train``,
+``multiseed.train_seeds``) evaluates the model and hands over the rows, the per-image test
+correctness and the snapshot arrays. The file layout is documented in ``recording``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from filelock import FileLock, Timeout
+
+from .async_checkpoint import AsyncCheckpointer
+from .config import TrainConfig, resume_insensitive_keys, snapshot_epochs
+from .errors import ConfigError, RunDirError
+from .recording import (CHECKPOINT_INDEX, METRICS_FILE, SCHEMA_VERSION, TEMP_GLOB, TEST_CORRECT_FILE,
+                        atomic_savez, atomic_write, atomic_write_json, config_differences, encode_test_correct,
+                        file_sha256, load_checkpoint, metrics_text, now_iso, provenance, read_json,
+                        read_metrics, read_npz, read_test_correct, run_directory, save_checkpoint, sha256_of,
+                        write_checksums)
+
+log = logging.getLogger("ddd_support")
+
+LOCK_FILE = ".lock"
+#: Seconds a process waits for another one's lock on a run directory (unset: for ever).
+LOCK_TIMEOUT_ENV = "DDD_LOCK_TIMEOUT"
+CONFIG_FILE = "config.json"
+SNAPSHOT_DIR = "snapshots"
+STATIC_FILES: tuple[str, ...] = ("labels.npz", "probe.npz")
+
+
+# --------------------------------------------------------------------------- locking
+def lock_timeout() -> float | None:
+    """``DDD_LOCK_TIMEOUT`` in seconds; None (wait for ever) when unset, empty or negative."""
+    raw = os.environ.get(LOCK_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{LOCK_TIMEOUT_ENV}={raw!r} is not a number of seconds; "
+                          "unset it to wait for the lock as long as it takes") from None
+    return None if value < 0 else value
+
+
+def lock_run_dir(run_dir: Path, timeout: float | None = None) -> FileLock:
+    """Create ``run_dir`` if need be and hold its lock, waiting up to ``timeout`` seconds (None: for ever)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LOCK_FILE
+    lock = FileLock(str(path), timeout=-1)
+    try:
+        lock.acquire(timeout=0)
+        return lock
+    except Timeout:
+        pass
+    log.info("%s is being trained by another process: waiting for its lock %s%s", run_dir, path,
+             "" if timeout is None else f" (at most {timeout:g} s)")
+    try:
+        lock.acquire(timeout=-1 if timeout is None else timeout)
+    except Timeout:
+        raise RunDirError(f"{run_dir} is being trained by another process (lock {path}); wait for it to "
+                          f"finish or stop it, then run again (or unset {LOCK_TIMEOUT_ENV}={timeout:g} to wait "
+                          "as long as it takes)") from None
+    return lock
+
+
+def remove_temp_files(run_dir: Path) -> list[Path]:
+    """Delete the temp files that interrupted atomic writes left in ``run_dir`` (hold its lock)."""
+    stale = [f for folder in (run_dir, run_dir / SNAPSHOT_DIR) for f in folder.glob(TEMP_GLOB) if f.is_file()]
+    for f in stale:
+        f.unlink(missing_ok=True)
+    if stale:
+        log.debug("%s: removed %d temp file(s) of interrupted writes", run_dir, len(stale))
+    return stale
+
+
+# --------------------------------------------------------------------------- snapshots
+def snapshot_file(run_dir: str | os.PathLike, epoch: int) -> Path:
+    """``RUN_DIR/snapshots/epoch_EEEEE.npz``."""
+    return Path(run_dir) / SNAPSHOT_DIR / f"epoch_{int(epoch):05d}.npz"
+
+
+def snapshot_epochs_on_disk(run_dir: str | os.PathLike) -> list[int]:
+    """The epochs of the snapshot files in ``run_dir``, sorted."""
+    folder = Path(run_dir) / SNAPSHOT_DIR
+    names = (f.stem.split("_", 1) for f in folder.glob("epoch_*.npz")) if folder.is_dir() else ()
+    return sorted(int(n[1]) for n in names if len(n) == 2 and n[1].isdigit())
+
+
+def remove_snapshots_after(run_dir: Path, epoch: int) -> None:
+    """Delete the snapshots of epochs after ``epoch`` (they are taken again when those epochs are)."""
+    for e in snapshot_epochs_on_disk(run_dir):
+        if e > epoch:
+            snapshot_file(run_dir, e).unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- state
+def state_is_complete(state: dict, epochs: int) -> bool:
+    """True if a run directory's ``config.json`` state says it finished ``epochs`` epochs or more."""
+    return state.get("status") == "complete" and state.get("epochs_done", -1) >= epochs
+
+
+def open_state(run_dir: Path, cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
+    """The ``config.json`` state to train ``cfg`` in ``run_dir`` (not written): the recorded one if
+    complete, else that state marked as resumed, or a new one. Another configuration is refused."""
+    path = run_dir / CONFIG_FILE
+    wanted = cfg.to_dict()
+    if not path.exists():
+        leftovers = ([n for n in (METRICS_FILE, TEST_CORRECT_FILE, CHECKPOINT_INDEX, *STATIC_FILES)
+                      if (run_dir / n).exists()] + sorted(f.name for f in run_dir.glob("checkpoint_e*.pt"))
+                     + ([f"{SNAPSHOT_DIR}/"] if snapshot_epochs_on_disk(run_dir) else []))
+        if leftovers:
+            raise RunDirError(f"{run_dir} holds {', '.join(leftovers)} but no {CONFIG_FILE}, so which configuration "
+                              f"they belong to is unknown; delete {run_dir} to start this run again")
+        return {"schema_version": SCHEMA_VERSION, "config": wanted, "status": "running", "epochs_done": 0,
+                "provenance": {**provenance(str(device)), "start_time": now_iso(), "end_time": None},
+                "snapshot_epochs": snapshot_epochs(cfg.epochs, cfg.snapshot_dense_until, cfg.snapshot_per_decade)}
+    try:
+        state = read_json(path)
+    except RunDirError as exc:
+        raise RunDirError(f"{exc}; delete {run_dir} to start this run again") from None
+    if state.get("schema_version") != SCHEMA_VERSION:
+        raise RunDirError(f"{path} has schema {state.get('schema_version')}, expected {SCHEMA_VERSION}")
+    if not isinstance(state.get("config"), dict) or not isinstance(state.get("provenance"), dict):
+        raise RunDirError(f"{path} lacks its config or provenance entry; delete {run_dir} to start this run again")
+    diff = config_differences(state["config"], wanted, resume_insensitive_keys(cfg))
+    if diff:
+        listed = "; ".join(f"{k}: recorded {a!r}, requested {b!r}" for k, (a, b) in diff.items())
+        raise RunDirError(f"{run_dir} holds a run with another configuration ({listed}). "
+                          "Use another --out or seed, or delete that directory to replace it.")
+    if state_is_complete(state, cfg.epochs):
+        return state
+    before, now = state["provenance"], provenance(str(device))
+    changed = [k for k in ("device", "torch_threads", "torch_version")
+               if before.get(k) is not None and before.get(k) != now[k]]
+    if changed:
+        import warnings
+
+        warnings.warn(f"{run_dir} is resumed with another {', '.join(changed)} than it started with: "
+                      "the continued run need not be bit-identical to an uninterrupted one "
+                      "(recorded under provenance.resumes)")
+    resumes = before.get("resumes", []) + [{"time": now_iso(), "device": now["device"],
+                                            "torch_threads": now["torch_threads"],
+                                            "torch_version": now["torch_version"]}]
+    state["config"] = wanted
+    state["status"] = "running"
+    state["provenance"] = {**now, **{k: before[k] for k in ("device", "torch_threads", "torch_version",
+                                                           "start_time") if k in before},
+                           "resumes": resumes}
+    schedule = snapshot_epochs(cfg.epochs, cfg.snapshot_dense_until, cfg.snapshot_per_decade)
+    state["snapshot_epochs"] = sorted(set(schedule) | {e for e in snapshot_epochs_on_disk(run_dir) if e <= cfg.epochs})
+    return state
+
+
+def check_static_files(run_dir: Path, files: dict[str, dict[str, np.ndarray]]) -> list[str]:
+    """Compare each existing static file with what this configuration produces; returns those missing."""
+    missing = []
+    for name, arrays in files.items():
+        path = run_dir / name
+        if not path.exists():
+            missing.append(name)
+            continue
+        stored = read_npz(path, f"Delete {path} (it is written again from the configuration) or delete "
+                                f"{run_dir} to start this run again.")
+        if set(stored) != set(arrays) or not all(_same_array(stored[k], v) for k, v in arrays.items()):
+            raise RunDirError(f"{path} differs from what this configuration produces; "
+                              f"delete {run_dir} to start this run again")
+    return missing
+
+
+def _same_array(stored: np.ndarray, made: np.ndarray) -> bool:
+    """Integers and booleans must match exactly; floats (input statistics) to float tolerance."""
+    if stored.shape != made.shape:
+        return False
+    if np.issubdtype(stored.dtype, np.floating):
+        return bool(np.allclose(stored, made, rtol=1e-6, atol=1e-9))
+    return bool(np.array_equal(stored, made))
+
+
+# --------------------------------------------------------------------------- the recorder
+class RunRecorder:
+    """The bookkeeping of one run directory, shared by ``training.train`` and ``multiseed.train_seeds``.
+
+    Use as a context manager (or call ``close``): the lock is held from construction until then.
+    Then: ``record_data`` (static files), ``resume`` (the validated checkpoint, or None) or
+    ``start`` (epoch 0), ``end_epoch`` for each trained epoch, ``finish``.
+    """
+
+    def __init__(self, cfg: TrainConfig, out: str | os.PathLike, device: torch.device,
+                 timeout: float | None = None) -> None:
+        self.cfg, self.device = cfg, device
+        self.run_dir = run_directory(out, cfg.profile, cfg.model, cfg.seed)
+        self.lock = lock_run_dir(self.run_dir, lock_timeout() if timeout is None else timeout)
+        try:
+            remove_temp_files(self.run_dir)
+            self.state = open_state(self.run_dir, cfg, device)
+        except BaseException:
+            self.lock.release()
+            raise
+        self.schedule = set(snapshot_epochs(cfg.epochs, cfg.snapshot_dense_until, cfg.snapshot_per_decade))
+        self.rows: list[dict[str, float]] = []
+        self.test_correct: list[np.ndarray] = []
+        self.digests: dict[str, str | None] = {}
+        self.n_test: int | None = None
+        self.checkpointer = AsyncCheckpointer(pin=True, background=device.type == "cuda")
+        self.complete = state_is_complete(self.state, cfg.epochs)
+        self._state_written = False
+        if self.complete:
+            self._log(f"{self.run_dir}: already complete ({self.state['epochs_done']} epochs), nothing to do")
+
+    # ---------------------------------------------------------------- lifetime
+    def __enter__(self) -> "RunRecorder":
+        return self
+
+    def __exit__(self, exc_type, *exc_info) -> None:
+        self.close(failing=exc_type is not None)
+
+    def close(self, failing: bool = False) -> None:
+        """Finish the checkpoint write in flight and release the lock (its error raised unless ``failing``)."""
+        try:
+            if failing:
+                try:
+                    self.checkpointer.wait()
+                except Exception:  # already failing: keep the first error
+                    pass
+            else:
+                self.checkpointer.wait()
+        finally:
+            if self.lock.is_locked:
+                self.lock.release(force=True)
+
+    # ---------------------------------------------------------------- before training
+    def record_data(self, labels: dict[str, np.ndarray], probe: dict[str, np.ndarray], mean: np.ndarray,
+                    std: np.ndarray, source: str) -> None:
+        """Write (or, when resuming, verify) ``labels.npz`` and ``probe.npz``; note normalisation and source."""
+        self.n_test = len(labels["test_indices"])
+        missing = check_static_files(self.run_dir, {"labels.npz": labels, "probe.npz": probe})
+        self.state["normalization"] = {"mean": np.asarray(mean).tolist(), "std": np.asarray(std).tolist()}
+        self.state["provenance"]["data_source"] = source
+        if not (self.run_dir / CONFIG_FILE).exists():
+            self._write_state()
+        for name, arrays in (("labels.npz", labels), ("probe.npz", probe)):
+            if name in missing:
+                atomic_savez(self.run_dir / name, **arrays)
+
+    def resume(self) -> dict[str, Any] | None:
+        """The checkpoint to continue from, after checking the records up to it; None to start afresh."""
+        cfg, run_dir = self.cfg, self.run_dir
+        checkpoint = load_checkpoint(run_dir, map_location=str(self.device))
+        if checkpoint is None:
+            return None
+        start = int(checkpoint["epoch"])
+        if start > cfg.epochs:
+            raise RunDirError(f"{run_dir} is already trained to epoch {start}, beyond the requested "
+                              f"epochs={cfg.epochs}; ask for at least {start} epochs, or use another --out")
+        advice = f"Delete {run_dir} to start this run again."
+        metrics = read_metrics(run_dir, advice)
+        if len(metrics) < start + 1:
+            raise RunDirError(f"{run_dir / METRICS_FILE} lacks epochs before the checkpoint (epoch {start}); "
+                              f"delete {run_dir} to start this run again")
+        metrics = metrics.iloc[:start + 1]
+        correct = read_test_correct(run_dir, self.n_test, advice)
+        if correct is None or len(correct) < start + 1:
+            raise RunDirError(f"{run_dir / TEST_CORRECT_FILE} lacks epochs before the checkpoint "
+                              f"(epoch {start}); delete {run_dir} to start this run again")
+        correct = correct[:start + 1]
+        if np.any(np.abs(correct.mean(axis=1) - metrics["test_acc"].to_numpy()) > 1e-9):
+            raise RunDirError(f"{run_dir / TEST_CORRECT_FILE} disagrees with {METRICS_FILE} test_acc before the "
+                              f"checkpoint (epoch {start}); delete {run_dir} to start this run again")
+        self.rows = metrics.to_dict("records")
+        self.test_correct = list(correct)
+        self.digests = {name: file_sha256(run_dir / name) for name in (METRICS_FILE, TEST_CORRECT_FILE)}
+        remove_snapshots_after(run_dir, start)
+        self._write_state()
+        self._log(f"{run_dir}: resuming after epoch {start}")
+        return checkpoint
+
+    def start(self, row: dict[str, float], correct: np.ndarray, snapshot: dict[str, np.ndarray]) -> None:
+        """Record epoch 0 (the initialised model) of a run that starts afresh."""
+        self._write_state()
+        atomic_savez(snapshot_file(self.run_dir, 0), epoch=np.int64(0), **snapshot)
+        self.rows, self.test_correct = [row], [correct]
+        self.digests = {name: file_sha256(self.run_dir / name) for name in (METRICS_FILE, TEST_CORRECT_FILE)}
+        self._write_records()
+        remove_snapshots_after(self.run_dir, 0)
+
+    # ---------------------------------------------------------------- while training
+    def wants_snapshot(self, epoch: int) -> bool:
+        """True if the schedule takes a snapshot after ``epoch``."""
+        return epoch in self.schedule
+
+    def end_epoch(self, epoch: int, row: dict[str, float], correct: np.ndarray,
+                  snapshot: dict[str, np.ndarray] | None, checkpoint_state: Callable[[], dict]) -> dict[str, float]:
+        """Record epoch ``epoch``: its snapshot (if any), metrics row and test correctness, and a checkpoint
+        if one is due (``checkpoint_state()`` gives it); returns the row."""
+        self.rows.append(row)
+        self.test_correct.append(correct)
+        if snapshot is not None:
+            atomic_savez(snapshot_file(self.run_dir, epoch), epoch=np.int64(epoch), **snapshot)
+        self._write_records()
+        if epoch % self.cfg.checkpoint_every == 0 or epoch == self.cfg.epochs:
+            run_dir = self.run_dir
+            self.checkpointer.submit(checkpoint_state(),
+                                     lambda state, epoch=epoch: save_checkpoint(run_dir, state, epoch))
+        return row
+
+    def finish(self) -> None:
+        """Mark the run complete, with its totals (after the last checkpoint is on disk)."""
+        self.checkpointer.wait()
+        metrics = pd.DataFrame(self.rows)
+        state = self.state
+        state.update(status="complete", epochs_done=int(metrics["epoch"].max()))
+        state["provenance"]["end_time"] = now_iso()
+        state["provenance"]["train_seconds_total"] = float(metrics["train_seconds"].sum())
+        state["provenance"]["eval_seconds_total"] = float(metrics["eval_seconds"].sum())
+        write_checksums(self.run_dir, {name: [d] for name, d in self.digests.items() if d})
+        atomic_write_json(self.run_dir / CONFIG_FILE, state)
+        self.complete = True
+
+    # ---------------------------------------------------------------- helpers
+    def _write_records(self) -> None:
+        """Rewrite ``metrics.csv`` and ``test_correct.npz``, their checksums first (both versions listed
+        while the files are replaced, so an interrupted write leaves each matching one)."""
+        payloads = {TEST_CORRECT_FILE: encode_test_correct(np.stack(self.test_correct)),
+                    METRICS_FILE: metrics_text(self.rows).encode()}
+        new = {name: sha256_of(p) for name, p in payloads.items()}
+        write_checksums(self.run_dir, {name: [new[name], self.digests.get(name)] for name in payloads})
+        for name, payload in payloads.items():
+            atomic_write(self.run_dir / name, lambda f, payload=payload: f.write(payload))
+        self.digests = new
+
+    def _write_state(self) -> None:
+        if not self._state_written:
+            atomic_write_json(self.run_dir / CONFIG_FILE, self.state)
+            self._state_written = True
+
+    def _log(self, message: str) -> None:
+        if self.cfg.progress:
+            print(message, flush=True)

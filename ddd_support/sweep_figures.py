@@ -1,0 +1,107 @@
+"""Figures of a sweep (chapter 07), in the style of ``figures``: test error over the grid."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import PercentFormatter
+
+from .figures import MAX_WIDTH, OKABE_ITO, epoch_axis, outside_legend, styled
+
+#: One colour per noise rate (ordered light to dark is not colour-blind safe; these are).
+NOISE_COLORS: tuple[str, ...] = (OKABE_ITO["black"], OKABE_ITO["sky blue"], OKABE_ITO["bluish green"],
+                                 OKABE_ITO["orange"], OKABE_ITO["vermillion"], OKABE_ITO["reddish purple"],
+                                 OKABE_ITO["blue"], OKABE_ITO["yellow"])
+
+
+def width_label(widths: str) -> str:
+    """``1024-1024-1024-1024`` as ``width 1024``; mixed widths stay as they are."""
+    parts = str(widths).split("-")
+    return f"width {parts[0]}" if len(set(parts)) == 1 else f"widths {widths}"
+
+
+def _width_order(table: pd.DataFrame) -> list[str]:
+    return sorted(table["widths"].unique(), key=lambda w: [int(p) for p in str(w).split("-")])
+
+
+@styled
+def plot_error_heatmaps(epochs: pd.DataFrame, table: pd.DataFrame, title: str) -> Figure:
+    """Test error (colour) over epoch (x) and noise rate (y), one panel per width; one colour scale.
+
+    A white dot marks each row's lowest test error: where it sits left of the end, the error
+    rose again afterwards.
+    """
+    data = epochs.merge(table[["point", "model", "seed", "widths"]], on=["point", "model", "seed"])
+    widths = _width_order(table)
+    rates = sorted(data["noise_rate"].unique())
+    error = 1 - data["test_acc"]
+    vmin, vmax = float(error.min()), float(error.max())
+    fig, axes = plt.subplots(1, len(widths), figsize=(MAX_WIDTH, 2.9), sharey=True, squeeze=False)
+    mesh = None
+    for ax, width in zip(axes[0], widths):
+        part = data[data["widths"] == width]
+        grid = (1 - part.pivot_table(index="noise_rate", columns="epoch", values="test_acc")).reindex(rates)
+        epoch_values = grid.columns.to_numpy(dtype=float)
+        edges = np.concatenate([[-0.5], (epoch_values[:-1] + epoch_values[1:]) / 2, [epoch_values[-1] + 0.5]])
+        mesh = ax.pcolormesh(edges, np.arange(len(rates) + 1) - 0.5, grid.to_numpy(), cmap="magma_r",
+                             vmin=vmin, vmax=vmax, shading="flat")
+        best = grid.to_numpy().argmin(axis=1)
+        ax.scatter(epoch_values[best], np.arange(len(rates)), s=18, color="white", edgecolor="black",
+                   linewidth=0.6, zorder=3)
+        epoch_axis(ax, epoch_values[-1], label="epoch (log scale)")
+        ax.set_title(width_label(width))
+        ax.grid(False)
+        ax.set_yticks(np.arange(len(rates)), [f"{r:.0%}" for r in rates])
+    axes[0][0].set_ylabel("label noise")
+    bar = fig.colorbar(mesh, ax=axes[0].tolist(), fraction=0.025, pad=0.02)
+    bar.set_label("test error")
+    bar.formatter = PercentFormatter(1.0, decimals=0)
+    bar.update_ticks()
+    fig.suptitle(title, y=1.02)
+    return fig
+
+
+@styled
+def plot_error_by_width(table: pd.DataFrame, title: str) -> Figure:
+    """Final (solid) and best-epoch (dashed) test error against hidden width, one line per noise rate."""
+    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    first = table.assign(width=[int(str(w).split("-")[0]) for w in table["widths"]])
+    for color, (rate, part) in zip(NOISE_COLORS, first.groupby("noise_rate")):
+        part = part.sort_values("width")
+        ax.plot(part["width"], 1 - part["final_test_acc"], "-o", color=color, label=f"{rate:.0%} noise, end")
+        ax.plot(part["width"], 1 - part["best_test_acc"], "--", color=color, alpha=0.7, linewidth=1.2)
+    ax.plot([], [], "--", color="grey", label="each: its best epoch")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(first["width"].unique()), [str(w) for w in sorted(first["width"].unique())])
+    ax.minorticks_off()
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    ax.set_xlabel("hidden width (log scale)")
+    ax.set_ylabel("test error")
+    ax.set_title(title)
+    outside_legend(ax)
+    return fig
+
+
+@styled
+def plot_rise(table: pd.DataFrame, title: str) -> Figure:
+    """The overfitting rise with its 95% interval against width, one series per noise rate."""
+    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    first = table.assign(width=[int(str(w).split("-")[0]) for w in table["widths"]])
+    rates = sorted(first["noise_rate"].unique())
+    offsets = np.linspace(-0.12, 0.12, len(rates)) if len(rates) > 1 else [0.0]
+    for color, offset, rate in zip(NOISE_COLORS, offsets, rates):
+        part = first[first["noise_rate"] == rate].sort_values("width")
+        x = np.log2(part["width"]) + offset
+        ax.errorbar(x, part["rise"], yerr=[part["rise"] - part["rise_low"], part["rise_high"] - part["rise"]],
+                    fmt="o-", color=color, capsize=3, label=f"{rate:.0%} noise")
+    ax.axhline(0, color="grey", linewidth=1)
+    widths = sorted(first["width"].unique())
+    ax.set_xticks(np.log2(widths), [str(w) for w in widths])
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    ax.set_xlabel("hidden width (log scale)")
+    ax.set_ylabel("rise of test error\nbest epoch → end (points)")
+    ax.set_title(title)
+    outside_legend(ax)
+    return fig

@@ -1,0 +1,392 @@
+"""The sweep command: specs, point names, the overfitting rise, and sweeps on a Dask LocalCluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ddd_support.cli import main
+from ddd_support.errors import ConfigError, RunDirError
+from ddd_support.recording import TIMING_COLUMNS, read_json
+from ddd_support.sweep import SweepSpec, expand, load_spec, point_name, spec_from_arguments, sweep_spec_with
+from ddd_support.sweep_exec import estimated_cost, task_groups
+from ddd_support.sweep_results import (CORRECT_FILE, SWEEP_TABLE, overfitting_rise, read_sweep, rise_difference,
+                                       sweep_findings)
+
+from .conftest import REPO, write_image_folder
+
+SPEC = {"name": "grid", "profile": "smoke",
+        "set": {"n_train": 60, "n_test": 40, "epochs": 4, "probe_per_class": 1, "checkpoint_every": 1},
+        "grid": {"noise_rate": [0.0, 0.3], "base_width": [4, 8], "model": ["mlp3"]}}
+
+
+# --------------------------------------------------------------------------- specs and points
+def test_every_combination_is_a_point_named_by_what_varies():
+    runs = expand(SweepSpec.from_dict(SPEC))
+    assert [r.point for r in runs] == ["noise_rate=0.0,base_width=4", "noise_rate=0.0,base_width=8",
+                                       "noise_rate=0.3,base_width=4", "noise_rate=0.3,base_width=8"]
+    assert {(r.config.noise_rate, r.config.base_width, r.config.epochs) for r in runs} == {
+        (0.0, 4, 4), (0.0, 8, 4), (0.3, 4, 4), (0.3, 8, 4)}
+    assert all(r.config.model == "mlp3" and r.config.seed == 0 and r.config.profile == "smoke" for r in runs)
+
+
+def test_models_and_seeds_default_to_the_profile_and_seed_zero_and_name_no_point():
+    runs = expand(SweepSpec.from_dict({"name": "s", "profile": "smoke", "grid": {"lr": [1e-3, 3e-4]}}))
+    assert len(runs) == 2 * 3
+    assert {r.config.model for r in runs} == {"mlp3", "mlp5", "mlp7"}
+    assert {r.point for r in runs} == {"lr=0.001", "lr=0.0003"}
+
+
+def test_extending_an_axis_keeps_the_names_of_the_existing_points():
+    small = expand(SweepSpec.from_dict(SPEC))
+    bigger = {**SPEC, "grid": {**SPEC["grid"], "noise_rate": [0.0, 0.3, 0.5], "seed": [0, 1]}}
+    keys = {r.key for r in expand(SweepSpec.from_dict(bigger))}
+    assert {r.key for r in small} <= keys and len(keys) == 3 * 2 * 2
+
+
+def test_explicit_points_are_crossed_with_the_grid_and_name_their_own_keys():
+    spec = SweepSpec.from_dict({"name": "search", "profile": "smoke", "grid": {"model": ["mlp7"]},
+                                "points": [{"n_train": 400, "lr": 1e-3}, {"n_train": 800, "batch_size": 32}]})
+    assert [r.point for r in expand(spec)] == ["n_train=400,lr=0.001", "n_train=800,batch_size=32"]
+
+
+def test_hidden_width_lists_and_seeds_parse_from_the_command_line():
+    spec = spec_from_arguments("cli", "smoke", ["hidden_widths=8-8,16-16", "seed=0,2", "model=mlp3"],
+                               ["epochs=3"])
+    runs = expand(spec)
+    assert {r.point for r in runs} == {"hidden_widths=8-8", "hidden_widths=16-16"}
+    assert {r.config.seed for r in runs} == {0, 2}
+    assert {r.config.widths for r in runs} == {(8, 8), (16, 16)} and runs[0].config.epochs == 3
+
+
+def test_command_line_axes_and_values_add_to_a_spec_file():
+    spec = sweep_spec_with(SweepSpec.from_dict(SPEC), ["seed=0,1"], ["lr=0.01"])
+    assert spec.grid["seed"] == (0, 1) and spec.fixed["lr"] == 0.01 and spec.fixed["n_train"] == 60
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"grid": {"noise_rte": [0.1]}}, "unknown config key 'noise_rte'"),
+    ({"grid": {"device": ["cpu", "cuda"]}}, "device cannot be swept"),
+    ({"grid": {"noise_rate": []}}, "has no values"),
+    ({"grid": {"noise_rate": [0.1, 0.1]}}, "repeats a value"),
+    ({"grid": {"model": ["mlp9"]}}, "unknown model 'mlp9'"),
+    ({"set": {"seed": 3}}, "seed is a sweep axis"),
+    ({"name": "../elsewhere"}, "sweep name"),
+    ({"profile": "gpu"}, "unknown profile 'gpu'"),
+    ({"grid": {}, "points": []}, "nothing to sweep"),
+    ({"grids": {}}, "unknown entries ['grids']"),
+])
+def test_a_bad_spec_is_one_clear_configuration_error(change, words):
+    with pytest.raises(ConfigError) as info:
+        expand(SweepSpec.from_dict({**SPEC, **change}))
+    assert words in str(info.value)
+
+
+def test_a_value_out_of_range_is_refused_before_anything_runs():
+    with pytest.raises(ConfigError, match="noise_rate must be in"):
+        expand(SweepSpec.from_dict({**SPEC, "grid": {"noise_rate": [0.3, 1.5]}}))
+
+
+def test_spec_files_that_are_missing_or_not_yaml_are_configuration_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_spec(tmp_path / "none.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_spec(bad)
+
+
+def test_the_committed_specs_expand(tmp_path):
+    for path in sorted((REPO / "experiments" / "sweeps").glob("*.yaml")):
+        assert expand(load_spec(path)), path
+
+
+def test_point_name_of_nothing_varied_is_base():
+    assert point_name({}) == "base"
+
+
+def test_wide_runs_are_scheduled_first_and_seeds_group_per_point_and_model():
+    spec = SweepSpec.from_dict({**SPEC, "grid": {**SPEC["grid"], "seed": [0, 1]}})
+    runs = expand(spec)
+    assert estimated_cost([r for r in runs if r.config.base_width == 8][:1]) > \
+        estimated_cost([r for r in runs if r.config.base_width == 4][:1])
+    groups = task_groups(runs, batched_seeds=True)
+    assert len(groups) == 4 and all({r.config.seed for r in g} == {0, 1} for g in groups)
+    assert len(task_groups(runs, batched_seeds=False)) == 8
+
+
+# --------------------------------------------------------------------------- the rise
+def _planted(n_images: int, accuracies: list[float], seed: int = 0) -> np.ndarray:
+    """Correctness with exactly the given accuracy at each epoch, in both halves."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for acc in accuracies:
+        row = np.zeros(n_images, dtype=bool)
+        row[rng.permutation(n_images)[: int(round(acc * n_images))]] = True
+        rows.append(row)
+    return np.array(rows)
+
+
+def test_the_rise_is_the_fall_of_accuracy_from_the_best_epoch_to_the_end():
+    accuracies = [0.1, 0.5, 0.8, 0.7, 0.6, 0.55, 0.5, 0.5, 0.5, 0.5, 0.5]
+    r = overfitting_rise(_planted(2000, accuracies))
+    assert r["best_epoch_half_a"] == 2
+    assert r["rise"] == pytest.approx(0.3, abs=0.05)
+    assert r["rise_low"] > 0 and r["rise_outcome"] == "rises"
+
+
+def test_no_change_after_the_best_epoch_is_no_detectable_change():
+    r = overfitting_rise(_planted(2000, [0.1, 0.6, 0.6, 0.6, 0.6, 0.6]))
+    assert r["rise_low"] <= 0 <= r["rise_high"] and r["rise_outcome"] == "no detectable change"
+
+
+def test_choosing_the_best_epoch_on_the_other_half_removes_the_selection_bias():
+    """Flat accuracy with independent noise per epoch: the split-half rise averages zero,
+    while choosing the best epoch on the images it is measured on would show a rise."""
+    rng = np.random.default_rng(1)
+    split, same = [], []
+    for _ in range(200):
+        correct = rng.random((31, 400)) < 0.5
+        split.append(overfitting_rise(correct)["rise"])
+        best = int(np.argmax(correct[1:, 1::2].mean(axis=1))) + 1
+        same.append(correct[best, 1::2].mean() - correct[-3:, 1::2].mean())
+    assert abs(np.mean(split)) < 0.005
+    assert np.mean(same) > 0.03
+
+
+def test_the_difference_of_two_rises_adds_their_errors():
+    table = pd.DataFrame({"widths": ["8-8", "8-8"], "noise_rate": [0.0, 0.4], "rise": [0.01, 0.05],
+                          "rise_low": [-0.01, 0.03], "rise_high": [0.03, 0.07]})
+    d = rise_difference(table, "8-8", 0.0, 0.4)
+    assert d["difference"] == pytest.approx(0.04)
+    assert d["high"] - d["low"] == pytest.approx(2 * np.hypot(0.02, 0.02), rel=1e-6)
+
+
+# --------------------------------------------------------------------------- sweeps on a LocalCluster
+@pytest.fixture
+def data_env(tmp_path):
+    root = write_image_folder(tmp_path / "imgs", per_class=12)
+    return {**os.environ, "DDD_DATA_ROOT": str(root), "DDD_CACHE_DIR": str(tmp_path / "cache"),
+            "OMP_NUM_THREADS": "1"}
+
+
+def _spec_file(tmp_path: Path, **changes) -> Path:
+    path = tmp_path / "spec.yaml"
+    path.write_text(json.dumps({**SPEC, **changes}))
+    return path
+
+
+def _sweep(spec: Path, out: Path, env: dict, *extra: str, wait: bool = True):
+    argv = [sys.executable, "-m", "ddd_support", "sweep", str(spec), "--out", str(out), "--workers", "2", "-q",
+            *extra]
+    if not wait:
+        return subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _metrics(folder: Path) -> dict[str, pd.DataFrame]:
+    return {str(p.parent.relative_to(folder)): pd.read_csv(p).drop(columns=list(TIMING_COLUMNS))
+            for p in sorted(folder.rglob("metrics.csv"))}
+
+
+def _resumes(folder: Path) -> int:
+    return sum(len(read_json(p)["provenance"].get("resumes", [])) for p in folder.rglob("config.json"))
+
+
+@pytest.mark.slow
+def test_a_sweep_trains_every_point_once_tabulates_them_and_a_rerun_trains_nothing(tmp_path, data_env):
+    spec = _spec_file(tmp_path)
+    first = _sweep(spec, tmp_path / "out", data_env)
+    assert first.returncode == 0, first.stderr
+    folder = tmp_path / "out" / "grid"
+    assert first.stdout.split() == [str(folder)]
+    _, table, epochs, record = read_sweep(folder)
+    assert len(table) == 4 and set(table["point"]) == {r.point for r in expand(SweepSpec.from_dict(SPEC))}
+    assert (table["epochs"] == 4).all() and len(epochs) == 4 * 5
+    assert all(read_json(p)["status"] == "complete" for p in folder.rglob("config.json"))
+    before = {p: p.stat().st_mtime_ns for p in folder.rglob("metrics.csv")}
+
+    again = _sweep(spec, tmp_path / "out", data_env, "--export", str(tmp_path / "ref"))
+    assert again.returncode == 0, again.stderr
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("metrics.csv")} == before
+    assert len(read_json(folder / "sweep.json")["invocations"]) == 2
+    assert _resumes(folder) == 0
+    exported = read_sweep(tmp_path / "ref" / "grid")[1]
+    pd.testing.assert_frame_equal(exported, table)
+
+
+@pytest.mark.slow
+def test_extending_the_grid_trains_only_the_new_points(tmp_path, data_env):
+    spec = _spec_file(tmp_path, grid={"noise_rate": [0.3], "base_width": [4], "model": ["mlp3"]})
+    assert _sweep(spec, tmp_path / "out", data_env).returncode == 0
+    old = next((tmp_path / "out").rglob("metrics.csv"))
+    stamp = old.stat().st_mtime_ns
+    wider = _spec_file(tmp_path, grid={"noise_rate": [0.3], "base_width": [4, 8], "model": ["mlp3"]})
+    assert _sweep(wider, tmp_path / "out", data_env).returncode == 0
+    assert old.stat().st_mtime_ns == stamp
+    assert len(list((tmp_path / "out").rglob("metrics.csv"))) == 2
+
+
+@pytest.mark.slow
+def test_killing_the_workers_mid_run_resumes_to_identical_metrics(tmp_path, data_env):
+    psutil = pytest.importorskip("psutil")
+    changes = {"set": {**SPEC["set"], "epochs": 150, "n_train": 120},
+               "grid": {"noise_rate": [0.3], "base_width": [8, 16], "model": ["mlp3"]}}
+    spec = _spec_file(tmp_path, **changes)
+    whole = _sweep(spec, tmp_path / "whole", data_env)
+    assert whole.returncode == 0, whole.stderr
+
+    proc = _sweep(spec, tmp_path / "killed", data_env, wait=False)
+    index_files = lambda: list((tmp_path / "killed").rglob("checkpoint.json"))  # noqa: E731
+    deadline, killed = time.monotonic() + 120, 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        if _checkpoint_epoch(index_files()) >= 5:
+            workers = [c for c in psutil.Process(proc.pid).children(recursive=True)
+                       if any("spawn_main" in part for part in c.cmdline())]
+            for w in workers:
+                w.kill()
+            killed = len(workers)
+            break
+        time.sleep(0.02)
+    out, err = proc.communicate(timeout=600)
+    assert killed >= 1, "no worker was killed mid-run (the runs finished too fast)"
+    assert proc.returncode == 0, err
+    assert _resumes(tmp_path / "killed") >= 1, "no run resumed from a checkpoint"
+    a, b = _metrics(tmp_path / "whole"), _metrics(tmp_path / "killed")
+    assert a.keys() == b.keys() and len(a) == 2
+    for key in a:
+        pd.testing.assert_frame_equal(a[key], b[key], check_exact=True)
+
+
+def _checkpoint_epoch(files: list[Path]) -> int:
+    """The newest epoch any run has checkpointed (from the checkpoint indexes)."""
+    best = 0
+    for p in files:
+        try:
+            text = p.read_text()
+        except OSError:
+            continue
+        numbers = [int(s) for s in __import__("re").findall(r'"epoch":\s*(\d+)', text)]
+        best = max([best, *numbers])
+    return best
+
+
+@pytest.mark.slow
+def test_two_sweeps_started_at_once_on_one_folder_train_each_run_once(tmp_path, data_env):
+    spec = _spec_file(tmp_path, set={**SPEC["set"], "epochs": 30},
+                      grid={"noise_rate": [0.3], "base_width": [4, 8], "model": ["mlp3"]})
+    procs = [_sweep(spec, tmp_path / "out", data_env, wait=False) for _ in range(2)]
+    results = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [r[1] for r in results]
+    folder = tmp_path / "out" / "grid"
+    assert _resumes(folder) == 0
+    assert all(read_json(p)["status"] == "complete" for p in folder.rglob("config.json"))
+    alone = _sweep(spec, tmp_path / "alone", data_env)
+    assert alone.returncode == 0
+    a, b = _metrics(folder), _metrics(tmp_path / "alone" / "grid")
+    assert a.keys() == b.keys()
+    for key in a:
+        pd.testing.assert_frame_equal(a[key], b[key], check_exact=True)
+
+
+def test_dry_run_lists_the_run_directories_and_trains_nothing(tmp_path, capsys):
+    spec = _spec_file(tmp_path)
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "out"), "--dry-run", "-q"]) == 0
+    listed = capsys.readouterr().out.split()
+    assert listed[0] == str(tmp_path / "out" / "grid" / "noise_rate=0.0,base_width=4" / "smoke" / "mlp3" / "seed0")
+    assert len(listed) == 4 and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["sweep"], "give a sweep spec file"),
+    (["sweep", "--name", "x", "--grid", "noise_rate"], "not of the form"),
+    (["sweep", "--name", "x", "--grid", "noise_rate=0.1", "--workers", "0"], "--workers must be at least 1"),
+    (["sweep", "--name", "x", "--grid", "seed=a"], "seeds are integers"),
+    (["sweep", "--name", "x", "--grid", "lr=1e-3", "--set", "seed=3"], "seed is a sweep axis: use --grid seed="),
+    (["sweep", "--name", "x", "--grid", "lr=1e-3", "--set", "profile=cpu"], "the profile is the spec's"),
+])
+def test_bad_sweep_arguments_exit_2_with_one_line(argv, words, capsys):
+    assert main([*argv, "-q"]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_changed_sweep_table_is_refused_on_read(tmp_path):
+    folder = _fake_sweep(tmp_path)
+    _, table, _, _ = read_sweep(folder)
+    changed = table.copy()
+    changed.loc[0, "rise"] += 0.2
+    changed.to_csv(folder / SWEEP_TABLE, index=False)
+    with pytest.raises(RunDirError, match="rise .* differs"):
+        read_sweep(folder)
+
+
+def test_a_damaged_correctness_record_is_refused_on_read(tmp_path):
+    folder = _fake_sweep(tmp_path)
+    (folder / CORRECT_FILE).write_bytes(b"not a zip")
+    with pytest.raises(RunDirError, match="cannot be read"):
+        read_sweep(folder)
+
+
+def _fake_sweep(tmp_path: Path) -> Path:
+    """A finished sweep's files written by the real writers from planted correctness."""
+    import yaml
+
+    from ddd_support.recording import atomic_savez, atomic_write_json
+    from ddd_support.sweep_results import CORRECT_FILE, EPOCH_TABLE, RECORD, RUN_COLUMNS, run_key
+
+    spec = SweepSpec.from_dict({**SPEC, "grid": {"noise_rate": [0.3], "model": ["mlp3"]}})
+    folder = tmp_path / "grid"
+    folder.mkdir()
+    correct = _planted(200, [0.1, 0.5, 0.7, 0.6, 0.5])
+    rise = overfitting_rise(correct)
+    row = {c: 0 for c in RUN_COLUMNS} | {"point": "noise_rate=0.3", "model": "mlp3", "seed": 0,
+                                         "noise_rate": 0.3, **rise}
+    pd.DataFrame([row]).to_csv(folder / SWEEP_TABLE, index=False)
+    pd.DataFrame({"point": "noise_rate=0.3", "model": "mlp3", "seed": 0, "epoch": range(5),
+                  "test_acc": correct.mean(axis=1)}).to_csv(folder / EPOCH_TABLE, index=False)
+    key = run_key("noise_rate=0.3", "mlp3", 0)
+    atomic_savez(folder / CORRECT_FILE, **{key: np.packbits(correct, axis=1), f"{key}|n_test": np.int64(200)})
+    atomic_write_json(folder / RECORD, {"spec": spec.to_dict(), "runs_complete": 1, "invocations": []})
+    (folder / "spec.yaml").write_text(yaml.safe_dump(spec.to_dict()))
+    return folder
+
+
+def test_findings_count_rises_and_compare_noise_rates():
+    table = pd.DataFrame({
+        "widths": ["8-8"] * 2 + ["64-64"] * 2, "noise_rate": [0.0, 0.4] * 2,
+        "rise": [0.0, 0.01, 0.01, 0.10], "rise_low": [-0.01, -0.01, -0.01, 0.07],
+        "rise_high": [0.01, 0.03, 0.03, 0.13],
+        "rise_outcome": ["no detectable change"] * 3 + ["rises"],
+        "final_noisy_acc": [np.nan, 0.5, np.nan, 1.0], "best_test_acc": [0.3, 0.3, 0.5, 0.5],
+        "final_test_acc": [0.3, 0.29, 0.49, 0.4]})
+    f = sweep_findings(table)
+    assert f["rises"].startswith("test error rises beyond its 95% interval after its best epoch in 1 of 2 runs "
+                                 "with label noise and in 0 of 2 without")
+    assert "width 64: +9.0" in f["noise_effect"] and "width 8: +1.0" in f["noise_effect"]
+    assert "1 of 2 runs with label noise fit 99%" in f["memorised"] and "widths 64" in f["memorised"]
+
+
+def test_the_slurm_recipe_writes_gpu_jobs_with_the_gpu_resource():
+    pytest.importorskip("dask_jobqueue")
+    sys.path.insert(0, str(REPO / "experiments" / "sweeps"))
+    try:
+        from slurm import slurm_cluster
+    finally:
+        sys.path.pop(0)
+    cluster = slurm_cluster(cores=6, memory="16GB", gpus=1, runs_per_gpu=3, partition="gpu", walltime="01:00:00")
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    assert "#SBATCH --gres=gpu:1" in script and "#SBATCH -p gpu" in script and "#SBATCH -t 01:00:00" in script
+    assert "--resources GPU=3" in script and "--nthreads 3" in script and "#SBATCH --cpus-per-task=6" in script
+    assert sys.executable in script
