@@ -31,14 +31,15 @@ def plot_error_heatmaps(epochs: pd.DataFrame, table: pd.DataFrame, title: str) -
     """Test error (colour) over epoch (x) and noise rate (y), one panel per width; one colour scale.
 
     A white dot marks each row's lowest test error: where it sits left of the end, the error
-    rose again afterwards.
+    rose again afterwards. The colour scale spans the errors after the first epoch, so that the
+    initialised networks (epoch 0, near 90%) do not wash out the rest: they show at its top.
     """
     data = epochs.merge(table[["point", "model", "seed", "widths"]], on=["point", "model", "seed"])
     widths = _width_order(table)
     rates = sorted(data["noise_rate"].unique())
-    error = 1 - data["test_acc"]
+    error = 1 - data.loc[data["epoch"] >= 1, "test_acc"]
     vmin, vmax = float(error.min()), float(error.max())
-    fig, axes = plt.subplots(1, len(widths), figsize=(MAX_WIDTH, 2.9), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(widths), figsize=(MAX_WIDTH, 3.2), sharey=True, squeeze=False)
     mesh = None
     for ax, width in zip(axes[0], widths):
         part = data[data["widths"] == width]
@@ -51,6 +52,7 @@ def plot_error_heatmaps(epochs: pd.DataFrame, table: pd.DataFrame, title: str) -
         ax.scatter(epoch_values[best], np.arange(len(rates)), s=18, color="white", edgecolor="black",
                    linewidth=0.6, zorder=3)
         epoch_axis(ax, epoch_values[-1], label="epoch (log scale)")
+        ax.set_xticks([t for t in (0, 1, 10, 100, 1000) if t <= epoch_values[-1]])
         ax.set_title(width_label(width))
         ax.grid(False)
         ax.set_yticks(np.arange(len(rates)), [f"{r:.0%}" for r in rates])
@@ -59,7 +61,7 @@ def plot_error_heatmaps(epochs: pd.DataFrame, table: pd.DataFrame, title: str) -
     bar.set_label("test error")
     bar.formatter = PercentFormatter(1.0, decimals=0)
     bar.update_ticks()
-    fig.suptitle(title, y=1.02)
+    fig.suptitle(title, y=1.06)
     return fig
 
 

@@ -262,6 +262,18 @@ def rise_difference(table: pd.DataFrame, widths: str, low_rate: float, high_rate
     return {"difference": diff, "low": diff - z * se, "high": diff + z * se}
 
 
+def peak_short(peaks: pd.DataFrame) -> str:
+    """Where the model-wise peak holds, in a few words."""
+    from .analysis.stats import HOLDS
+
+    held = peaks.loc[peaks["verdict"] == HOLDS, "noise_rate"]
+    rest = peaks.loc[peaks["verdict"] != HOLDS, "noise_rate"]
+    if held.empty:
+        return "not detectable at any noise rate"
+    text = "holds at " + ", ".join(f"{r:.0%}" for r in held) + " noise"
+    return text + (", not at " + ", ".join(f"{r:.0%}" for r in rest) if len(rest) else "")
+
+
 def peak_sentence(peaks: pd.DataFrame) -> str:
     """Where the model-wise peak of final test error holds, with its paired differences."""
     from .analysis.claims import interval_text
@@ -298,6 +310,12 @@ def sweep_findings(table: pd.DataFrame) -> dict[str, str]:
             parts.append(f"width {str(w).split('-')[0]}: {interval_text(d['difference'], d['low'], d['high'])}")
         out["noise_effect"] = (f"rise at {rates[-1]:.0%} noise minus rise at {rates[0]:.0%} (points, 95% "
                                f"interval): " + "; ".join(parts))
+        diffs = [rise_difference(table, w, rates[0], rates[-1]) for w in widths]
+        above = sum(d["low"] > 0 for d in diffs)
+        out["noise_effect_short"] = (f"at {above} of {len(widths)} widths the rise at {rates[-1]:.0%} noise "
+                                     f"exceeds the rise without noise beyond its 95% interval, by "
+                                     f"{100 * min(d['difference'] for d in diffs):.1f} to "
+                                     f"{100 * max(d['difference'] for d in diffs):.1f} points")
     fitted = noisy[noisy["final_noisy_acc"] >= 0.99]
     fit_widths = sorted({str(w).split("-")[0] for w in fitted["widths"]}, key=int)
     out["memorised"] = (f"{len(fitted)} of {len(noisy)} runs with label noise fit 99% of their noisy labels "

@@ -51,13 +51,24 @@ def test_chapter_has_one_parameters_cell_before_any_other_code(name):
     assert [i for i, c in enumerate(code) if "parameters" in tags(c)] == [0]
 
 
-@pytest.mark.parametrize("name", CHAPTERS)
+#: Chapters that read a sweep (``sweep_dir``), not the runs of one profile.
+SWEEP_CHAPTERS = ["book/07_sweeps"]
+PROFILE_CHAPTERS = [name for name in CHAPTERS if name not in SWEEP_CHAPTERS]
+
+
+@pytest.mark.parametrize("name", PROFILE_CHAPTERS)
 def test_chapter_takes_a_profile(name):
     assert "profile" in book.declared_parameters(jupytext.read(ROOT / f"{name}.md"))
 
 
+@pytest.mark.parametrize("name", SWEEP_CHAPTERS)
+def test_sweep_chapter_takes_a_sweep_folder_and_no_profile(name):
+    declared = book.declared_parameters(jupytext.read(ROOT / f"{name}.md"))
+    assert "sweep_dir" in declared and not declared & {"profile", "run_root", "run_dirs"}
+
+
 def test_chapters_after_training_take_a_run_root():
-    later = CHAPTERS[CHAPTERS.index("book/02_training"):]
+    later = [n for n in PROFILE_CHAPTERS[PROFILE_CHAPTERS.index("book/02_training"):]]
     for name in later:
         assert "run_root" in book.declared_parameters(jupytext.read(ROOT / f"{name}.md")), name
 
@@ -196,7 +207,9 @@ def test_analysis_chapters_keep_their_reference_unless_fresh():
 
 
 def test_analysis_chapters_default_to_the_committed_reference():
-    later = CHAPTERS[CHAPTERS.index("book/02_training") + 1:]
+    later = PROFILE_CHAPTERS[PROFILE_CHAPTERS.index("book/02_training") + 1:]
+    for name in SWEEP_CHAPTERS:
+        assert papermill_defaults(name)["sweep_dir"] is None, name  # None: the reference sweep
     for name in later:
         params = papermill_defaults(name)
         assert "run_dirs" in params and params["run_root"] is None, name

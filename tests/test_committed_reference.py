@@ -185,3 +185,92 @@ def test_chapter_06_calls_the_first_descent_clear_because_it_holds_in_every_mode
     for profile in ("cpu", "paper"):
         over = read_table(profile, "claims_over_seeds")
         assert (over[over["claim"] == "test_dip"]["verdict"] == "holds").all(), profile
+
+
+# --------------------------------------------------------------------------- the reference sweep
+SWEEP = REFERENCE_ROOT / "sweeps" / "noise-width"
+
+
+@pytest.fixture(scope="module")
+def sweep():
+    from ddd_support.sweep_results import CORRECT_FILE, read_correct, read_sweep
+
+    spec, table, epochs, record = read_sweep(SWEEP)  # validates the rises against the per-image record
+    return spec, table, epochs, record, read_correct(SWEEP / CORRECT_FILE)
+
+
+def test_the_reference_sweep_is_its_committed_spec_complete(sweep):
+    from ddd_support.sweep import expand, load_spec
+
+    spec, table, epochs, record, _ = sweep
+    assert spec == load_spec(REFERENCE_ROOT.parent / "experiments" / "sweeps" / "noise-width.yaml")
+    assert record["runs_planned"] == record["runs_complete"] == len(table) == len(expand(spec)) == 20
+    assert (table["epochs"] == spec.fixed["epochs"]).all()
+    assert len(epochs) == 20 * (spec.fixed["epochs"] + 1)
+    index = json.loads((REFERENCE_ROOT / REFERENCE_INDEX).read_text())
+    assert index["sweeps"]["noise-width"]["runs"] == 20
+
+
+def _rise(correct: np.ndarray) -> tuple[float, float, float]:
+    """The split-half rise written out independently: best epoch on even images, change on odd ones."""
+    a, b = correct[:, 0::2].astype(float), correct[:, 1::2].astype(float)
+    best = 1 + int(np.argmax(a[1:].mean(axis=1)))
+    n_end = math.ceil(0.1 * (len(correct) - 1))
+    diff = b[best] - b[-n_end:].mean(axis=0)
+    se = diff.std(ddof=1) / math.sqrt(len(diff))
+    return diff.mean(), diff.mean() - 1.959964 * se, diff.mean() + 1.959964 * se
+
+
+def test_every_rise_recomputes_from_the_per_image_record(sweep):
+    _, table, epochs, _, correct = sweep
+    for row in table.itertuples():
+        bits = correct[f"{row.point}|{row.model}|seed{row.seed}"]
+        curve = epochs[(epochs["point"] == row.point)].sort_values("epoch")
+        assert np.allclose(bits.mean(axis=1), curve["test_acc"], atol=1e-6)
+        rise, low, high = _rise(bits)
+        assert (rise, low, high) == pytest.approx((row.rise, row.rise_low, row.rise_high), abs=1e-6)
+        expected = "rises" if low > 0 else "falls" if high < 0 else "no detectable change"
+        assert row.rise_outcome == expected
+
+
+def _by(table: pd.DataFrame) -> pd.DataFrame:
+    return table.assign(width=[int(str(w).split("-")[0]) for w in table["widths"]])
+
+
+def test_chapter_07_the_rise_grows_with_noise_at_every_width(sweep):
+    from ddd_support.sweep_results import rise_difference, sweep_findings
+
+    _, table, _, _, _ = sweep
+    for widths in table["widths"].unique():
+        assert rise_difference(table, widths, 0.0, 0.4)["low"] > 0, widths
+    assert sweep_findings(table)["noise_effect_short"].startswith("at 4 of 4 widths")
+
+
+def test_chapter_07_without_noise_error_falls_with_width_and_the_widest_does_not_rise(sweep):
+    t = _by(sweep[1])
+    clean = t[t["noise_rate"] == 0].sort_values("width")
+    assert (np.diff(1 - clean["final_test_acc"].to_numpy()) < 0).all()
+    assert clean.iloc[-1]["rise_outcome"] == "no detectable change"
+    assert set(clean.loc[clean["width"].isin([64, 256]), "rise_outcome"]) == {"rises"}
+
+
+def test_chapter_07_with_noise_width_64_ends_worse_than_both_ends(sweep):
+    t = _by(sweep[1])
+    for rate, part in t[t["noise_rate"] > 0].groupby("noise_rate"):
+        error = (1 - part.set_index("width")["final_test_acc"])
+        assert error[64] >= error[16] and error[64] > error[1024], rate
+        assert error.idxmax() == 64, rate   # "the intermediate width 64 ends worst"
+
+
+def test_chapter_07_memorisation_and_the_model_wise_peak(sweep):
+    from ddd_support.sweep_results import width_peaks
+
+    _, table, _, _, correct = sweep
+    t = _by(table)
+    noisy = t[t["noise_rate"] > 0]
+    assert set(noisy.loc[noisy["final_noisy_acc"] >= 0.99, "width"]) == {256, 1024}
+    assert (noisy.loc[noisy["width"] == 16, "final_noisy_acc"] < 0.5).all()
+    peaks = width_peaks(table, correct).set_index("noise_rate")
+    held = peaks[peaks["verdict"] == "holds"]
+    assert len(held) >= 1 and (held["peak_width"] == 64).all()
+    assert peaks.loc[0.0, "verdict"] == "fails"

@@ -367,12 +367,17 @@ def test_findings_count_rises_and_compare_noise_rates():
         "rise_high": [0.01, 0.03, 0.03, 0.13],
         "rise_outcome": ["no detectable change"] * 3 + ["rises"],
         "final_noisy_acc": [np.nan, 0.5, np.nan, 1.0], "best_test_acc": [0.3, 0.3, 0.5, 0.5],
-        "final_test_acc": [0.3, 0.29, 0.49, 0.4]})
+        "final_test_acc": [0.3, 0.29, 0.49, 0.4], "best_test_epoch": [90, 80, 12, 8],
+        "post_fit_outcome": ["not testable", "not testable", "not testable", "rises"]})
     f = sweep_findings(table)
     assert f["rises"].startswith("test error rises beyond its 95% interval after its best epoch in 1 of 2 runs "
                                  "with label noise and in 0 of 2 without")
     assert "width 64: +9.0" in f["noise_effect"] and "width 8: +1.0" in f["noise_effect"]
     assert "1 of 2 runs with label noise fit 99%" in f["memorised"] and "widths 64" in f["memorised"]
+    assert f["post_fit"] == ("of the 1 runs that fit their noisy labels, test accuracy after the fit rises in 1, "
+                             "falls in 0 and shows no detectable change in 0")
+    assert f["best_narrow"] == "epochs 80 to 90" and f["best_wider"] == "epochs 8 to 12"
+    assert f["unfitted"] == "width 8: 50% to 50%" and f["clean_by_width"] == "8: 70.0%, 64: 51.0%"
 
 
 def test_the_slurm_recipe_writes_gpu_jobs_with_the_gpu_resource():
