@@ -24,8 +24,6 @@ directory is locked while it trains, so two sweeps on one folder never train a r
 from __future__ import annotations
 
 import itertools
-import json
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -254,18 +252,6 @@ def run_root(out: str | os.PathLike, spec: SweepSpec, point: str) -> Path:
 def sweep_dir(out: str | os.PathLike, spec: SweepSpec) -> Path:
     """The sweep's folder: its spec, its tables and its points."""
     return Path(out) / spec.name
-
-
-def finite_or_none(value: Any) -> Any:
-    """JSON-friendly: NaN and inf become None."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def spec_json(spec: SweepSpec) -> str:
-    """The spec as canonical JSON (what ``sweep.json`` records)."""
-    return json.dumps(spec.to_dict(), sort_keys=True, default=list)
 
 
 def sweep_spec_with(spec: SweepSpec, grid: Iterable[str], overrides: Iterable[str]) -> SweepSpec:
