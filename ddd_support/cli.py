@@ -94,11 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
                                     "write OUT/NAME/sweep.csv (one row per run) and sweep_epochs.csv.")
     sw.add_argument("spec", nargs="?", metavar="SPEC.yaml", help="sweep spec: name, profile, set, grid, points")
     sw.add_argument("--name", help="the sweep's name (required without a spec file)")
-    sw.add_argument("--profile", default="smoke", help="profile of a sweep given by --grid (default smoke)")
+    sw.add_argument("--profile", help="profile of a sweep given by --grid (default smoke; a spec names its own)")
     sw.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
-                    help="an axis, e.g. --grid noise_rate=0.1,0.2 --grid seed=0,1 (adds to the spec's grid)")
+                    help="an axis, e.g. --grid noise_rate=0.1,0.2 --grid seed=0,1 (with a spec: a new axis, or "
+                         "the values of the spec's axis of that key)")
     sw.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=[],
-                    help="a value for every point (adds to the spec's set)")
+                    help="a value for every point (with a spec: added to, or replacing, its set)")
     sw.add_argument("--out", default="runs/sweeps", help="root folder of sweeps (default runs/sweeps)")
     sw.add_argument("--workers", type=int, help="worker processes of the embedded cluster (default: one per "
                                                 "core, or one per GPU)")
@@ -145,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc, exc_info=verbosity > 1)
         return EXIT_FAILURE
     except KeyboardInterrupt:
-        resume = "; the same command resumes from the last checkpoint" if args.command == "train" else ""
+        resume = ("; the same command resumes from the last checkpoint" if args.command in ("train", "sweep")
+                  else "")
         log.error("interrupted%s", resume)
         return EXIT_INTERRUPTED
     log.debug("%s finished in %.1f s", args.command, time.perf_counter() - t0)
@@ -174,9 +176,13 @@ def _sweep(args: argparse.Namespace) -> int:
     from .sweep import load_spec, spec_from_arguments, sweep_spec_with
 
     if args.spec:
+        given = [flag for flag, value in (("--name", args.name), ("--profile", args.profile)) if value]
+        if given:
+            raise ConfigError(f"{' and '.join(given)} cannot be used with a spec file, which names its sweep and "
+                              "profile; edit the spec or copy it under another name")
         spec = sweep_spec_with(load_spec(args.spec), args.grid, args.overrides)
     elif args.name:
-        spec = spec_from_arguments(args.name, args.profile, args.grid, args.overrides)
+        spec = spec_from_arguments(args.name, args.profile or "smoke", args.grid, args.overrides)
     else:
         raise ConfigError("give a sweep spec file, or --name and --grid axes")
     if args.workers is not None and args.workers < 1:

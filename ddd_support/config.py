@@ -249,6 +249,11 @@ def _parse_value(raw: str) -> Any:
         return raw
 
 
+def coerce_value(name: str, value: Any) -> Any:
+    """``value`` as TrainConfig field ``name`` holds it (``"1e-4"`` -> 0.0001, ``8.0`` -> 8, a list -> tuple)."""
+    return _coerce_field(name, value)
+
+
 def _coerce_field(name: str, value: Any) -> Any:
     """Convert ``value`` to the declared type of TrainConfig field ``name``."""
     hint = typing.get_type_hints(TrainConfig)[name]

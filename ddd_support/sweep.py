@@ -24,13 +24,14 @@ directory is locked while it trains, so two sweeps on one folder never train a r
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from .config import MODELS, TrainConfig, get_profile, parse_overrides
+from .config import MODELS, TrainConfig, coerce_value, get_profile, parse_overrides
 from .errors import ConfigError
 
 #: Axes that name the run inside a point rather than the point.
@@ -74,6 +75,9 @@ class SweepSpec:
         for i, point in enumerate(self.points):
             for key in point:
                 _check_key(key, f"points[{i}]")
+        both = sorted(set(self.fixed) & (set(self.grid) | {k for p in self.points for k in p}))
+        if both:
+            raise ConfigError(f"{both} appear both in set and as an axis or point; give each key one place")
         for key in self.fixed:
             if key in RUN_AXES:
                 raise ConfigError(f"set: {key} is a sweep axis; write it under grid (grid: {{{key}: [...]}})")
@@ -125,9 +129,16 @@ class SweepSpec:
             raise ConfigError(f"{source}: each entry of points is a mapping of config values")
         as_tuple = lambda v: tuple(v) if isinstance(v, (list, tuple)) else (v,)  # noqa: E731
         return cls(name=str(values["name"]), profile=str(values["profile"]),
-                   fixed=dict(values.get("set") or {}),
-                   grid={str(k): as_tuple(v) for k, v in grid.items()},
-                   points=tuple(dict(p) for p in points))
+                   fixed=_typed(values.get("set") or {}),
+                   grid={str(k): tuple(_typed({k: v})[k] for v in as_tuple(vs)) for k, vs in grid.items()},
+                   points=tuple(_typed(p) for p in points))
+
+
+def _typed(values: dict[str, Any]) -> dict[str, Any]:
+    """Config values converted to their fields' types, so that ``1e-4`` and ``1.0e-4`` name one point
+    (unknown keys are left for the spec's own check to name)."""
+    known = set(TrainConfig.__dataclass_fields__)
+    return {str(k): coerce_value(k, v) if k in known else v for k, v in values.items()}
 
 
 def _check_key(key: str, where: str) -> None:
@@ -238,9 +249,14 @@ def expand(spec: SweepSpec, threads: int | None = 1) -> list[SweepPoint]:
                         overrides["threads"] = threads
                     cfg = profile.config(model, seed, overrides)
                     runs.append(SweepPoint(name, ordered, cfg))
-    keys = [r.key for r in runs]
-    if len(set(keys)) != len(keys):
-        raise ConfigError(f"sweep {spec.name} lists a run twice; make its points differ")
+    seen_configs: dict[str, SweepPoint] = {}
+    for r in runs:
+        identity = json.dumps(r.config.to_dict(), sort_keys=True)
+        if identity in seen_configs:
+            other = seen_configs[identity]
+            raise ConfigError(f"sweep {spec.name}: points {other.point} and {r.point} are the same run "
+                              f"({r.config.model} seed {r.config.seed}); make its points differ")
+        seen_configs[identity] = r
     return runs
 
 
@@ -255,7 +271,8 @@ def sweep_dir(out: str | os.PathLike, spec: SweepSpec) -> Path:
 
 
 def sweep_spec_with(spec: SweepSpec, grid: Iterable[str], overrides: Iterable[str]) -> SweepSpec:
-    """``spec`` with command-line ``--grid`` axes and ``--set`` values added (they win)."""
+    """``spec`` with command-line ``--grid`` axes (new axes, or replacing the axis of the same key) and
+    ``--set`` values (new values, or replacing the spec's ``set`` value of the same key)."""
     grid, overrides = list(grid), list(overrides)
     if not grid and not overrides:
         return spec

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .recording import now_iso, read_json
 from .sweep import SweepPoint, SweepSpec, expand, run_root
 
 
@@ -29,7 +30,6 @@ class SweepOutcome:
 
     run_dirs: list[Path]
     failures: dict[str, str]
-    dashboard: str | None
 
 
 @functools.lru_cache(maxsize=2)
@@ -160,7 +160,7 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike, client, batched_seeds: bo
         bar.update(1)
         bar.set_postfix(failed=len(failures))
     bar.close()
-    return SweepOutcome(sorted(run_dirs), failures, getattr(client, "dashboard_link", None))
+    return SweepOutcome(sorted(run_dirs), failures)
 
 
 def _cluster_has_gpu_resource(dask_scheduler=None) -> bool:
@@ -178,29 +178,64 @@ def _one_line(exc: BaseException | None) -> str:
 
 def run_sweep_command(spec: SweepSpec, out: str | os.PathLike, scheduler: str | None, workers: int | None,
                       runs_per_gpu: int, batched_seeds: bool, progress: bool, log) -> tuple[Path, dict[str, str]]:
-    """The ``sweep`` command: start or join a cluster, train, then write the sweep's tables and record."""
+    """The ``sweep`` command: start or join a cluster, train, then write the sweep's tables and record.
+
+    ``out`` is made absolute, so that workers of a remote scheduler write where the tables are read
+    (it must be a shared file system). Every invocation, also an interrupted one, is appended to
+    ``sweep.json`` (under a lock, so two sweeps on one folder keep both entries). Returns the folder
+    and the failures: runs that raised, runs left incomplete, run directories with another config.
+    """
     import time
 
-    from .recording import now_iso, read_json
-    from .sweep import sweep_dir
-    from .sweep_results import RECORD, write_sweep_record
+    from filelock import FileLock
 
+    from .sweep import sweep_dir
+    from .sweep_results import write_sweep_record
+
+    out = Path(out).resolve()
     t0, started = time.perf_counter(), now_iso()
-    client = make_client(scheduler, workers, runs_per_gpu)
+    invocation: dict[str, Any] = {"start": started, "workers": 0, "scheduler": scheduler or "LocalCluster",
+                                  "batched_seeds": batched_seeds, "status": "interrupted"}
+    folder = sweep_dir(out, spec)
+    folder.mkdir(parents=True, exist_ok=True)
+    failures: dict[str, str] = {}
     try:
-        n_workers = len(client.scheduler_info().get("workers", {}))
-        log.info("sweep %s: %d run(s) on %d Dask worker(s); dashboard %s", spec.name, len(expand(spec)),
-                 n_workers, getattr(client, "dashboard_link", None) or "not available (install bokeh)")
-        outcome = run_sweep(spec, out, client, batched_seeds, progress)
+        client = make_client(scheduler, workers, runs_per_gpu)
+        try:
+            if scheduler:
+                client.wait_for_workers(1)
+            invocation["workers"] = len(client.scheduler_info().get("workers", {}))
+            log.info("sweep %s: %d run(s) on %d Dask worker(s); dashboard %s", spec.name, len(expand(spec)),
+                     invocation["workers"], getattr(client, "dashboard_link", None) or "not available (install bokeh)")
+            failures = dict(run_sweep(spec, out, client, batched_seeds, progress).failures)
+        finally:
+            cluster = getattr(client, "cluster", None)
+            client.close()
+            if cluster is not None and scheduler is None:
+                cluster.close()
+        invocation["status"] = "finished"
     finally:
-        cluster = getattr(client, "cluster", None)
-        client.close()
-        if cluster is not None and scheduler is None:
-            cluster.close()
-    record_path = sweep_dir(out, spec) / RECORD
-    previous = read_json(record_path).get("invocations", []) if record_path.exists() else []
-    invocation = {"start": started, "wall_seconds": round(time.perf_counter() - t0, 1), "workers": n_workers,
-                  "scheduler": scheduler or "LocalCluster", "batched_seeds": batched_seeds,
-                  "failures": outcome.failures}
-    folder = write_sweep_record(spec, out, {"invocations": previous + [invocation]})
-    return folder, outcome.failures
+        invocation["wall_seconds"] = round(time.perf_counter() - t0, 1)
+        with FileLock(str(folder / ".sweep.lock")):
+            previous = _previous_invocations(folder)
+            invocation["failures"] = failures
+            _, mismatched = write_sweep_record(spec, out, {"invocations": previous + [invocation]})
+    for run_dir in mismatched:
+        failures[run_dir] = ("holds a run with another configuration than the spec's (left out of the tables); "
+                             "use another --out or name, or delete it")
+    record = read_json(folder / "sweep.json")
+    if not failures and record["runs_complete"] < record["runs_planned"]:
+        failures[str(folder)] = (f"only {record['runs_complete']} of {record['runs_planned']} runs are complete "
+                                 f"there; with --scheduler, every worker must see {out} (a shared file system)")
+    return folder, failures
+
+
+def _previous_invocations(folder: Path) -> list[dict[str, Any]]:
+    """The invocations ``sweep.json`` already records (none if it is missing or unreadable)."""
+    from .errors import DDDError
+    from .sweep_results import RECORD
+
+    try:
+        return read_json(folder / RECORD).get("invocations", []) if (folder / RECORD).exists() else []
+    except (DDDError, ValueError, OSError):
+        return []

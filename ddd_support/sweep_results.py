@@ -27,7 +27,9 @@ import pandas as pd
 
 from .errors import RunDirError
 from .recording import METRIC_COLUMNS, atomic_savez, atomic_write_json, atomic_write_text, now_iso, provenance, read_json
-from .sweep import SweepPoint, SweepSpec, expand, run_root, sweep_dir
+from .config import TrainConfig, resume_insensitive_keys
+from .rundir import state_is_complete
+from .sweep import SweepPoint, SweepSpec, expand, load_spec, run_root, sweep_dir
 
 SWEEP_TABLE, EPOCH_TABLE, RECORD = "sweep.csv", "sweep_epochs.csv", "sweep.json"
 #: Per-image test correctness of every run (bit-packed), so the rise can be checked on read.
@@ -55,13 +57,23 @@ def overfitting_rise(correct: np.ndarray, end_fraction: float = END_FRACTION) ->
     correct = np.asarray(correct, dtype=float)
     if correct.ndim != 2 or correct.shape[0] < 3 or correct.shape[1] < 4:
         raise ValueError(f"need (epochs + 1, n_test) correctness with >= 3 epochs and >= 4 images, got {correct.shape}")
-    half_a, half_b = correct[:, 0::2], correct[:, 1::2]
-    n_end = max(1, math.ceil(end_fraction * (correct.shape[0] - 1)))
-    end = slice(correct.shape[0] - n_end, None)
-    best = int(np.argmax(half_a[1:].mean(axis=1))) + 1     # epoch 0 (initialisation) is not a candidate
-    ci = paired_change(half_b[end].mean(axis=0), half_b[best])
+    best = best_epoch_half_a(correct)
+    half_b = correct[:, 1::2]
+    ci = paired_change(end_correctness(half_b, end_fraction), half_b[best])
     return {"best_epoch_half_a": best, "rise": ci.estimate, "rise_low": ci.low, "rise_high": ci.high,
             "rise_outcome": outcome(ci, "rises", "falls")}
+
+
+def best_epoch_half_a(correct: np.ndarray) -> int:
+    """The epoch (from 1: initialisation is not a candidate) of highest accuracy on the even test images."""
+    return int(np.argmax(np.asarray(correct, dtype=float)[1:, 0::2].mean(axis=1))) + 1
+
+
+def image_rise(correct: np.ndarray, end_fraction: float = END_FRACTION) -> np.ndarray:
+    """Each half-B image's rise of error: its correctness at the half-A best epoch minus its end mean."""
+    correct = np.asarray(correct, dtype=float)
+    half_b = correct[:, 1::2]
+    return half_b[best_epoch_half_a(correct)] - end_correctness(half_b, end_fraction)
 
 
 def run_row(run_point: SweepPoint, run_dir: Path) -> dict[str, Any]:
@@ -77,13 +89,15 @@ def run_row(run_point: SweepPoint, run_dir: Path) -> dict[str, Any]:
     m = run.metrics
     last = m.iloc[-1]
     best = int(m["test_acc"].idxmax())
-    cfg = run_point.config
+    cfg = TrainConfig.from_dict(run.config)   # the run's own record, not the spec
     row: dict[str, Any] = {
-        **run_point.values, "point": run_point.point, "model": cfg.model, "seed": cfg.seed,
+        **{k: getattr(cfg, k) for k in run_point.values}, "point": run_point.point, "model": cfg.model,
+        "seed": cfg.seed,
         "n_train": int(len(run.labels["original"])), "n_test": int(len(run.labels["test_indices"])),
         "epochs": int(last["epoch"]), "widths": "-".join(map(str, cfg.widths)), "noise_rate": cfg.noise_rate,
         "lr": cfg.lr, "final_test_acc": float(last["test_acc"]),
-        "final_train_acc": _train_acc(last, cfg.noise_rate), "final_noisy_acc": float(last["noisy_acc"]),
+        "final_train_acc": _train_acc(last, float(np.mean(run.labels["noisy_mask"]))),
+        "final_noisy_acc": float(last["noisy_acc"]),
         "best_test_acc": float(m.loc[best, "test_acc"]), "best_test_epoch": int(m.loc[best, "epoch"]),
         "train_seconds": run.provenance.get("train_seconds_total"),
         "eval_seconds": run.provenance.get("eval_seconds_total"),
@@ -111,10 +125,10 @@ def run_row(run_point: SweepPoint, run_dir: Path) -> dict[str, Any]:
     return row
 
 
-def _train_acc(last: pd.Series, noise_rate: float) -> float:
+def _train_acc(last: pd.Series, noisy_share: float) -> float:
     """Accuracy on the training labels as given (clean and noisy samples weighted by their share)."""
-    noisy = float(last["noisy_acc"]) if noise_rate > 0 and not math.isnan(last["noisy_acc"]) else 0.0
-    return (1 - noise_rate) * float(last["clean_acc"]) + noise_rate * noisy
+    noisy = float(last["noisy_acc"]) if noisy_share > 0 and not math.isnan(last["noisy_acc"]) else 0.0
+    return (1 - noisy_share) * float(last["clean_acc"]) + noisy_share * noisy
 
 
 def run_key(point: str, model: str, seed: int) -> str:
@@ -122,39 +136,49 @@ def run_key(point: str, model: str, seed: int) -> str:
     return f"{point}|{model}|seed{int(seed)}"
 
 
-def sweep_tables(spec: SweepSpec, out: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
-    """``sweep.csv``, ``sweep_epochs.csv`` and per-image correctness of every complete run of ``spec``."""
+def sweep_tables(spec: SweepSpec, out: str | Path
+                 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray], list[str]]:
+    """``sweep.csv``, ``sweep_epochs.csv`` and per-image correctness of every complete run of ``spec``
+    whose recorded configuration is the spec's; the run directories that hold another are listed last."""
     from .analysis.rundata import load_run
-    from .recording import run_directory
+    from .recording import config_differences, run_directory
 
-    rows, curves, correct = [], [], {}
+    rows, curves, correct, mismatched = [], [], {}, []
     for r in expand(spec):
         run_dir = run_directory(run_root(out, spec, r.point), r.config.profile, r.config.model, r.config.seed)
         if not (run_dir / "config.json").exists():
             continue
-        if read_json(run_dir / "config.json").get("status") != "complete":
+        state = read_json(run_dir / "config.json")
+        wanted = r.config.to_dict()
+        recorded = TrainConfig.from_dict(state.get("config", {})).to_dict()
+        if config_differences(recorded, wanted, resume_insensitive_keys(r.config) | {"epochs"}):
+            mismatched.append(str(run_dir))
+            continue
+        if not state_is_complete(state, r.config.epochs):
             continue
         rows.append(run_row(r, run_dir))
         run = load_run(run_dir)
         metrics = run.metrics
         correct[run_key(r.point, r.config.model, r.config.seed)] = run.test_correct
         curves.append(metrics.assign(point=r.point, model=r.config.model, seed=r.config.seed, **r.values))
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows, columns=None if rows else [*spec.varied_keys, *RUN_COLUMNS])
     if len(table):
         table["run_dir"] = [str(Path(p).relative_to(sweep_dir(out, spec))) for p in table["run_dir"]]
     keys = ["point", "model", "seed", *spec.varied_keys]
     epochs = (pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=[*keys, *METRIC_COLUMNS]))
     epochs = epochs[[*dict.fromkeys([*keys, *METRIC_COLUMNS])]]
-    return table, epochs, correct
+    return table, epochs, correct, mismatched
 
 
-def write_sweep_record(spec: SweepSpec, out: str | Path, extra: dict[str, Any]) -> Path:
-    """Write ``sweep.csv``, ``sweep_epochs.csv`` and ``sweep.json`` (spec, provenance, ``extra``)."""
+def write_sweep_record(spec: SweepSpec, out: str | Path, extra: dict[str, Any]) -> tuple[Path, list[str]]:
+    """Write ``sweep.csv``, ``sweep_epochs.csv``, ``sweep_test_correct.npz``, ``spec.yaml`` and
+    ``sweep.json`` (spec, provenance, ``extra``); returns the folder and the run directories that
+    hold another configuration than the spec's (left out of the tables)."""
     import yaml
 
     folder = sweep_dir(out, spec)
     folder.mkdir(parents=True, exist_ok=True)
-    table, epochs, correct = sweep_tables(spec, out)
+    table, epochs, correct, mismatched = sweep_tables(spec, out)
     atomic_write_text(folder / SWEEP_TABLE, table.to_csv(index=False, float_format="%.10g"))
     atomic_write_text(folder / EPOCH_TABLE, epochs.to_csv(index=False, float_format="%.6g"))
     atomic_savez(folder / CORRECT_FILE, **{k: np.packbits(v.astype(bool), axis=1) for k, v in correct.items()},
@@ -162,9 +186,9 @@ def write_sweep_record(spec: SweepSpec, out: str | Path, extra: dict[str, Any]) 
     atomic_write_text(folder / "spec.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
     atomic_write_json(folder / RECORD, {"spec": spec.to_dict(), "runs_planned": len(expand(spec)),
                                         "runs_complete": len(table), "written": now_iso(),
-                                        "training_span": training_span(table),
+                                        "training_span": training_span(table), "mismatched": mismatched,
                                         "provenance": provenance("n/a"), **extra})
-    return folder
+    return folder, mismatched
 
 
 def training_span(table: pd.DataFrame) -> dict[str, Any]:
@@ -190,7 +214,9 @@ def read_sweep(folder: str | Path) -> tuple[SweepSpec, pd.DataFrame, pd.DataFram
             raise RunDirError(f"{folder} lacks {name}: it is not a finished sweep; run "
                               f"`python -m ddd_support sweep SPEC.yaml` to make one")
     record = read_json(folder / RECORD)
-    spec = SweepSpec.from_dict(record.get("spec", {}), source=f"{folder / RECORD}")
+    spec = load_spec(folder / "spec.yaml")   # keeps the order of the axes, which names the points
+    if spec != SweepSpec.from_dict(record.get("spec", {}), source=f"{folder / RECORD}"):
+        raise RunDirError(f"{folder}: spec.yaml and {RECORD} describe different sweeps; the files do not belong together")
     table, epochs = pd.read_csv(folder / SWEEP_TABLE), pd.read_csv(folder / EPOCH_TABLE)
     missing = [c for c in (*RUN_COLUMNS, *spec.varied_keys) if c not in table.columns]
     if missing:
@@ -211,9 +237,12 @@ def read_sweep(folder: str | Path) -> tuple[SweepSpec, pd.DataFrame, pd.DataFram
         if len(bits) != len(curve) or not np.allclose(bits.mean(axis=1), curve["test_acc"], atol=1e-5):
             raise RunDirError(f"{folder}: test accuracy of {name} in {EPOCH_TABLE} differs from its per-image "
                               f"record in {CORRECT_FILE}; the files were changed after the sweep")
-        if not np.isclose(overfitting_rise(bits)["rise"], row.rise, atol=1e-8):
-            raise RunDirError(f"{folder / SWEEP_TABLE}: the rise of {name} differs from its per-image record; "
-                              "the table was changed after the sweep")
+        again = {**overfitting_rise(bits), "final_test_acc": float(bits[-1].mean())}
+        if not all(again[k] == getattr(row, k) if isinstance(again[k], str) else np.isclose(again[k], getattr(row, k),
+                                                                                             atol=1e-8)
+                   for k in again):
+            raise RunDirError(f"{folder / SWEEP_TABLE}: the rise or final accuracy of {name} differs from its "
+                              "per-image record; the table was changed after the sweep")
     return spec, table, epochs, record
 
 
@@ -243,23 +272,36 @@ def export_sweep(folder: str | Path, dest: str | Path) -> Path:
     return target
 
 
-def rise_difference(table: pd.DataFrame, widths: str, low_rate: float, high_rate: float) -> dict[str, float]:
+def rise_difference(table: pd.DataFrame, correct: dict[str, np.ndarray], widths: str, low_rate: float,
+                    high_rate: float) -> dict[str, float]:
     """Rise at ``high_rate`` minus rise at ``low_rate`` for one width, with a 95% interval.
 
-    The two rises are measured on different runs, so their standard errors (read back from
-    their paired intervals) add in quadrature.
+    Both runs score the same test images, so the difference is paired over the half-B images:
+    each image's rise in one run minus its rise in the other (``image_rise``).
     """
-    from scipy import stats
+    from .analysis.stats import paired_change
 
-    z = float(stats.norm.ppf(0.975))
-    rows = {rate: table[(table["widths"] == widths) & np.isclose(table["noise_rate"], rate)]
-            for rate in (low_rate, high_rate)}
-    if any(len(r) != 1 for r in rows.values()):
-        raise ValueError(f"need one run of widths {widths} at noise rates {low_rate} and {high_rate}")
-    a, b = rows[low_rate].iloc[0], rows[high_rate].iloc[0]
-    se = np.hypot((a["rise_high"] - a["rise_low"]) / (2 * z), (b["rise_high"] - b["rise_low"]) / (2 * z))
-    diff = float(b["rise"] - a["rise"])
-    return {"difference": diff, "low": diff - z * se, "high": diff + z * se}
+    one_run_per_point(table)
+    runs = {}
+    for rate in (low_rate, high_rate):
+        row = table[(table["widths"] == widths) & np.isclose(table["noise_rate"], rate)]
+        if len(row) != 1:
+            raise ValueError(f"need one run of widths {widths} at noise rate {rate}, found {len(row)}")
+        r = row.iloc[0]
+        runs[rate] = image_rise(correct[run_key(r["point"], r["model"], r["seed"])])
+    ci = paired_change(runs[low_rate], runs[high_rate])
+    return {"difference": ci.estimate, "low": ci.low, "high": ci.high}
+
+
+def one_run_per_point(table: pd.DataFrame) -> None:
+    """The comparisons across points take one model and one seed per point; a ConfigError otherwise."""
+    from .errors import ConfigError
+
+    if table["model"].nunique() > 1 or table.groupby("point").size().max() > 1:
+        raise ConfigError("this view compares one run per point (one model, one seed); the sweep has "
+                          f"models {sorted(table['model'].unique())} and up to "
+                          f"{int(table.groupby('point').size().max())} runs per point. Select one model and seed "
+                          "of the table first")
 
 
 def peak_short(peaks: pd.DataFrame) -> str:
@@ -290,9 +332,14 @@ def peak_sentence(peaks: pd.DataFrame) -> str:
     return "it holds at " + "; ".join(parts) + (f", and not at {', '.join(rest)} noise" if rest else "")
 
 
-def sweep_findings(table: pd.DataFrame) -> dict[str, str]:
-    """Sentences about a noise-rate x width sweep, generated from its table (one seed per point)."""
+def sweep_findings(table: pd.DataFrame, correct: dict[str, np.ndarray]) -> dict[str, str]:
+    """Sentences about a noise-rate x width sweep, generated from its table and per-image record
+    (one model and one seed per point)."""
     from .analysis.claims import interval_text
+
+    if table.empty:
+        raise RunDirError("the sweep has no complete run yet; finish it with the sweep command")
+    one_run_per_point(table)
 
     out: dict[str, str] = {}
     noisy = table[table["noise_rate"] > 0]
@@ -306,23 +353,24 @@ def sweep_findings(table: pd.DataFrame) -> dict[str, str]:
     if len(rates) > 1:
         parts = []
         for w in widths:
-            d = rise_difference(table, w, rates[0], rates[-1])
+            d = rise_difference(table, correct, w, rates[0], rates[-1])
             parts.append(f"width {str(w).split('-')[0]}: {interval_text(d['difference'], d['low'], d['high'])}")
         out["noise_effect"] = (f"rise at {rates[-1]:.0%} noise minus rise at {rates[0]:.0%} (points, 95% "
                                f"interval): " + "; ".join(parts))
-        diffs = [rise_difference(table, w, rates[0], rates[-1]) for w in widths]
-        above = sum(d["low"] > 0 for d in diffs)
-        out["noise_effect_short"] = (f"at {above} of {len(widths)} widths the rise at {rates[-1]:.0%} noise "
-                                     f"exceeds the rise without noise beyond its 95% interval, by "
-                                     f"{100 * min(d['difference'] for d in diffs):.1f} to "
-                                     f"{100 * max(d['difference'] for d in diffs):.1f} points")
+        diffs = [rise_difference(table, correct, w, rates[0], rates[-1]) for w in widths]
+        above = [d["difference"] for d in diffs if d["low"] > 0]
+        out["noise_effect_short"] = (f"at {len(above)} of {len(widths)} widths the rise at {rates[-1]:.0%} noise "
+                                     f"exceeds the rise at {rates[0]:.0%} beyond its 95% interval"
+                                     + (f", by {100 * min(above):.1f} to {100 * max(above):.1f} points" if above
+                                        else ""))
     fitted = noisy[noisy["final_noisy_acc"] >= 0.99]
     fit_widths = sorted({str(w).split("-")[0] for w in fitted["widths"]}, key=int)
     out["memorised"] = (f"{len(fitted)} of {len(noisy)} runs with label noise fit 99% of their noisy labels "
                         f"by the end (widths {', '.join(fit_widths) or 'none'})")
-    fitted_runs = noisy[noisy["post_fit_outcome"] != "not testable"]
+    outcomes = ("rises", "falls", "no detectable change")
+    fitted_runs = noisy[noisy["post_fit_outcome"].isin(outcomes)]
     counts = fitted_runs["post_fit_outcome"].value_counts()
-    out["post_fit"] = (f"of the {len(fitted_runs)} runs that fit their noisy labels, test accuracy after the "
+    out["post_fit"] = (f"of the {len(fitted_runs)} runs whose post-fit change is testable, test accuracy after the "
                        f"fit rises in {counts.get('rises', 0)}, falls in {counts.get('falls', 0)} and shows no "
                        f"detectable change in {counts.get('no detectable change', 0)}")
     clean_final = clean.assign(width=[int(str(w).split("-")[0]) for w in clean["widths"]]).sort_values("width")
@@ -356,9 +404,12 @@ def width_peak(table: pd.DataFrame, correct: dict[str, np.ndarray], noise_rate: 
     runs score the same test subset). The peak *holds* when it is an intermediate width whose
     error exceeds both ends' beyond their intervals.
     """
-    from .analysis.stats import FAILS, HOLDS, paired_change
+    from .analysis.stats import FAILS, HOLDS, NOT_TESTABLE, paired_change
 
+    one_run_per_point(table)
     rows = table[np.isclose(table["noise_rate"], noise_rate)].copy()
+    if rows["widths"].nunique() < 3:
+        return {"noise_rate": noise_rate, "peak_width": None, "peak_error": np.nan, "verdict": NOT_TESTABLE}
     rows["width"] = [int(str(w).split("-")[0]) for w in rows["widths"]]
     rows = rows.sort_values("width")
     errors = {r.width: 1 - end_correctness(correct[run_key(r.point, r.model, r.seed)]) for r in rows.itertuples()}

@@ -240,10 +240,10 @@ def _by(table: pd.DataFrame) -> pd.DataFrame:
 def test_chapter_07_the_rise_grows_with_noise_at_every_width(sweep):
     from ddd_support.sweep_results import rise_difference, sweep_findings
 
-    _, table, _, _, _ = sweep
+    _, table, _, _, correct = sweep
     for widths in table["widths"].unique():
-        assert rise_difference(table, widths, 0.0, 0.4)["low"] > 0, widths
-    assert sweep_findings(table)["noise_effect_short"].startswith("at 4 of 4 widths")
+        assert rise_difference(table, correct, widths, 0.0, 0.4)["low"] > 0, widths
+    assert sweep_findings(table, correct)["noise_effect_short"].startswith("at 4 of 4 widths")
 
 
 def test_chapter_07_without_noise_error_falls_with_width_and_the_widest_does_not_rise(sweep):

@@ -18,8 +18,8 @@ from ddd_support.errors import ConfigError, RunDirError
 from ddd_support.recording import TIMING_COLUMNS, read_json
 from ddd_support.sweep import SweepSpec, expand, load_spec, point_name, spec_from_arguments, sweep_spec_with
 from ddd_support.sweep_exec import estimated_cost, task_groups
-from ddd_support.sweep_results import (CORRECT_FILE, SWEEP_TABLE, overfitting_rise, read_sweep, rise_difference,
-                                       sweep_findings)
+from ddd_support.sweep_results import (CORRECT_FILE, SWEEP_TABLE, image_rise, overfitting_rise, read_sweep,
+                                       rise_difference, sweep_findings, width_peak)
 
 from .conftest import REPO, write_image_folder
 
@@ -109,6 +109,34 @@ def test_the_committed_specs_expand(tmp_path):
         assert expand(load_spec(path)), path
 
 
+def test_values_are_typed_before_they_name_a_point():
+    a = SweepSpec.from_dict({"name": "s", "profile": "smoke", "grid": {"lr": ["1e-4", 3e-4], "base_width": [8.0]}})
+    b = spec_from_arguments("s", "smoke", ["lr=1.0e-4,0.0003", "base_width=8"], [])
+    names = ["lr=0.0001,base_width=8", "lr=0.0003,base_width=8"]
+    assert [r.point for r in expand(a) if r.config.model == "mlp3"] == names
+    assert [r.point for r in expand(b) if r.config.model == "mlp3"] == names
+    with pytest.raises(ConfigError, match="repeats a value"):
+        SweepSpec.from_dict({"name": "s", "profile": "smoke", "grid": {"base_width": [8, 8.0]}})
+
+
+def test_two_points_that_are_one_run_are_refused():
+    spec = SweepSpec.from_dict({"name": "s", "profile": "smoke", "grid": {"model": ["mlp3"]},
+                                "points": [{"lr": 1e-3}, {"lr": 1e-3, "noise_rate": 0.3}]})
+    with pytest.raises(ConfigError, match="are the same run"):
+        expand(spec)
+
+
+def test_a_key_both_set_and_swept_is_refused():
+    with pytest.raises(ConfigError, match="both in set and as an axis"):
+        sweep_spec_with(SweepSpec.from_dict(SPEC), [], ["noise_rate=0.2"])
+
+
+def test_the_spec_read_back_from_a_sweep_names_the_same_points(tmp_path):
+    folder = _fake_sweep(tmp_path, grid={"noise_rate": [0.3], "base_width": [4], "model": ["mlp3"]})
+    spec, table, _, _ = read_sweep(folder)
+    assert [r.point for r in expand(spec)] == list(table["point"]) == ["noise_rate=0.3,base_width=4"]
+
+
 def test_point_name_of_nothing_varied_is_base():
     assert point_name({}) == "base"
 
@@ -162,12 +190,46 @@ def test_choosing_the_best_epoch_on_the_other_half_removes_the_selection_bias():
     assert np.mean(same) > 0.03
 
 
-def test_the_difference_of_two_rises_adds_their_errors():
-    table = pd.DataFrame({"widths": ["8-8", "8-8"], "noise_rate": [0.0, 0.4], "rise": [0.01, 0.05],
-                          "rise_low": [-0.01, 0.03], "rise_high": [0.03, 0.07]})
-    d = rise_difference(table, "8-8", 0.0, 0.4)
-    assert d["difference"] == pytest.approx(0.04)
-    assert d["high"] - d["low"] == pytest.approx(2 * np.hypot(0.02, 0.02), rel=1e-6)
+def _run_table(points: list[tuple[float, str]]) -> pd.DataFrame:
+    return pd.DataFrame({"point": [f"noise_rate={r},w={w}" for r, w in points], "model": "mlp3", "seed": 0,
+                         "noise_rate": [r for r, _ in points], "widths": [w for _, w in points]})
+
+
+def test_the_difference_of_two_rises_is_paired_over_the_same_images():
+    flat = _planted(2000, [0.1, 0.8, 0.6, 0.6, 0.6, 0.6], seed=2)
+    falling = flat.copy()
+    falling[-1, 1::4] = False          # the last epoch loses a quarter of the half-B images
+    table = _run_table([(0.0, "8-8"), (0.4, "8-8")])
+    correct = {f"{p}|mlp3|seed0": c for p, c in zip(table["point"], (flat, falling))}
+    d = rise_difference(table, correct, "8-8", 0.0, 0.4)
+    lost = falling[-1, 1::2].mean() - flat[-1, 1::2].mean()
+    assert d["difference"] == pytest.approx(-lost, abs=1e-12) and d["low"] > 0
+    unpaired_se = np.hypot(*(np.std(image_rise(c), ddof=1) for c in (flat, falling))) / np.sqrt(1000)
+    assert (d["high"] - d["low"]) / (2 * 1.96) < unpaired_se
+
+
+def test_an_intermediate_width_worse_than_both_ends_is_a_model_wise_peak():
+    ends = {"16": 0.5, "64": 0.3, "256": 0.45, "1024": 0.55}   # end accuracy: width 64 is the worst
+    table = _run_table([(0.3, f"{w}-{w}") for w in ends])
+    correct = {f"{p}|mlp3|seed0": _planted(2000, [0.1, 0.6, acc, acc], seed=i)
+               for i, (p, acc) in enumerate(zip(table["point"], ends.values()))}
+    peak = width_peak(table, correct, 0.3)
+    assert peak["peak_width"] == 64 and peak["verdict"] == "holds"
+    assert peak["over_narrowest"] == pytest.approx(0.2, abs=0.04) and peak["over_widest_low"] > 0
+
+
+def test_a_worst_width_at_an_end_is_no_peak_and_two_widths_cannot_have_one():
+    table = _run_table([(0.3, "16-16"), (0.3, "64-64"), (0.3, "256-256")])
+    correct = {f"{p}|mlp3|seed0": _planted(2000, [0.1, 0.6, acc, acc], seed=i)
+               for i, (p, acc) in enumerate(zip(table["point"], (0.3, 0.4, 0.5)))}
+    assert width_peak(table, correct, 0.3)["verdict"] == "fails"
+    assert width_peak(table.iloc[:2], correct, 0.3)["verdict"] == "not testable"
+
+
+def test_comparisons_across_points_refuse_several_seeds_per_point():
+    table = pd.concat([_run_table([(0.3, "16-16")]).assign(seed=s) for s in (0, 1)])
+    with pytest.raises(ConfigError, match="one run per point"):
+        width_peak(table, {}, 0.3)
 
 
 # --------------------------------------------------------------------------- sweeps on a LocalCluster
@@ -325,7 +387,7 @@ def test_a_changed_sweep_table_is_refused_on_read(tmp_path):
     changed = table.copy()
     changed.loc[0, "rise"] += 0.2
     changed.to_csv(folder / SWEEP_TABLE, index=False)
-    with pytest.raises(RunDirError, match="rise .* differs"):
+    with pytest.raises(RunDirError, match="rise or final accuracy .* differs"):
         read_sweep(folder)
 
 
@@ -336,46 +398,52 @@ def test_a_damaged_correctness_record_is_refused_on_read(tmp_path):
         read_sweep(folder)
 
 
-def _fake_sweep(tmp_path: Path) -> Path:
+def _fake_sweep(tmp_path: Path, grid: dict | None = None) -> Path:
     """A finished sweep's files written by the real writers from planted correctness."""
     import yaml
 
     from ddd_support.recording import atomic_savez, atomic_write_json
     from ddd_support.sweep_results import CORRECT_FILE, EPOCH_TABLE, RECORD, RUN_COLUMNS, run_key
 
-    spec = SweepSpec.from_dict({**SPEC, "grid": {"noise_rate": [0.3], "model": ["mlp3"]}})
+    spec = SweepSpec.from_dict({**SPEC, "grid": grid or {"noise_rate": [0.3], "model": ["mlp3"]}})
+    (point,) = {r.point for r in expand(spec)}
     folder = tmp_path / "grid"
     folder.mkdir()
     correct = _planted(200, [0.1, 0.5, 0.7, 0.6, 0.5])
     rise = overfitting_rise(correct)
-    row = {c: 0 for c in RUN_COLUMNS} | {"point": "noise_rate=0.3", "model": "mlp3", "seed": 0,
-                                         "noise_rate": 0.3, **rise}
+    row = {c: 0 for c in RUN_COLUMNS} | {"point": point, "model": "mlp3", "seed": 0, "noise_rate": 0.3,
+                                         "base_width": 4, "final_test_acc": correct[-1].mean(), **rise}
     pd.DataFrame([row]).to_csv(folder / SWEEP_TABLE, index=False)
-    pd.DataFrame({"point": "noise_rate=0.3", "model": "mlp3", "seed": 0, "epoch": range(5),
+    pd.DataFrame({"point": point, "model": "mlp3", "seed": 0, "epoch": range(5),
                   "test_acc": correct.mean(axis=1)}).to_csv(folder / EPOCH_TABLE, index=False)
-    key = run_key("noise_rate=0.3", "mlp3", 0)
+    key = run_key(point, "mlp3", 0)
     atomic_savez(folder / CORRECT_FILE, **{key: np.packbits(correct, axis=1), f"{key}|n_test": np.int64(200)})
     atomic_write_json(folder / RECORD, {"spec": spec.to_dict(), "runs_complete": 1, "invocations": []})
-    (folder / "spec.yaml").write_text(yaml.safe_dump(spec.to_dict()))
+    (folder / "spec.yaml").write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
     return folder
 
 
 def test_findings_count_rises_and_compare_noise_rates():
     table = pd.DataFrame({
+        "point": ["a", "b", "c", "d"], "model": "mlp3", "seed": 0,
         "widths": ["8-8"] * 2 + ["64-64"] * 2, "noise_rate": [0.0, 0.4] * 2,
-        "rise": [0.0, 0.01, 0.01, 0.10], "rise_low": [-0.01, -0.01, -0.01, 0.07],
-        "rise_high": [0.01, 0.03, 0.03, 0.13],
         "rise_outcome": ["no detectable change"] * 3 + ["rises"],
         "final_noisy_acc": [np.nan, 0.5, np.nan, 1.0], "best_test_acc": [0.3, 0.3, 0.5, 0.5],
         "final_test_acc": [0.3, 0.29, 0.49, 0.4], "best_test_epoch": [90, 80, 12, 8],
         "post_fit_outcome": ["not testable", "not testable", "not testable", "rises"]})
-    f = sweep_findings(table)
+    flat = _planted(2000, [0.1, 0.5, 0.5, 0.5])
+    falling = _planted(2000, [0.1, 0.5, 0.4, 0.4])
+    correct = {"a|mlp3|seed0": flat, "b|mlp3|seed0": flat, "c|mlp3|seed0": flat, "d|mlp3|seed0": falling}
+    f = sweep_findings(table, correct)
     assert f["rises"].startswith("test error rises beyond its 95% interval after its best epoch in 1 of 2 runs "
                                  "with label noise and in 0 of 2 without")
-    assert "width 64: +9.0" in f["noise_effect"] and "width 8: +1.0" in f["noise_effect"]
+    assert "width 8: +0.0 (95% interval +0.0 to +0.0)" in f["noise_effect"]   # the same record twice
+    gain = float(__import__("re").search(r"width 64: \+([\d.]+)", f["noise_effect"]).group(1))
+    assert 7 < gain < 14                                                      # planted: 10 points
+    assert f["noise_effect_short"].startswith("at 1 of 2 widths the rise at 40% noise exceeds the rise at 0%")
     assert "1 of 2 runs with label noise fit 99%" in f["memorised"] and "widths 64" in f["memorised"]
-    assert f["post_fit"] == ("of the 1 runs that fit their noisy labels, test accuracy after the fit rises in 1, "
-                             "falls in 0 and shows no detectable change in 0")
+    assert f["post_fit"] == ("of the 1 runs whose post-fit change is testable, test accuracy after the fit rises "
+                             "in 1, falls in 0 and shows no detectable change in 0")
     assert f["best_narrow"] == "epochs 80 to 90" and f["best_wider"] == "epochs 8 to 12"
     assert f["unfitted"] == "width 8: 50% to 50%" and f["clean_by_width"] == "8: 70.0%, 64: 51.0%"
 

@@ -51,16 +51,25 @@ def main(argv: list[str] | None = None) -> int:
     from ddd_support.sweep import load_spec
     from ddd_support.sweep_exec import run_sweep_command
 
+    from ddd_support.errors import DDDError
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    cluster = slurm_cluster(args.cores, args.memory, args.gpus, args.runs_per_gpu, args.partition,
-                            args.walltime, args.account)
-    cluster.scale(jobs=args.jobs)
     try:
-        folder, failures = run_sweep_command(load_spec(args.spec), args.out, cluster.scheduler_address, None,
-                                             args.runs_per_gpu, False, True, logging.getLogger("sweep"))
-    finally:
-        cluster.close()
+        spec = load_spec(args.spec)
+        cluster = slurm_cluster(args.cores, args.memory, args.gpus, args.runs_per_gpu, args.partition,
+                                args.walltime, args.account)
+        cluster.scale(jobs=args.jobs)
+        try:
+            folder, failures = run_sweep_command(spec, args.out, cluster.scheduler_address, None,
+                                                 args.runs_per_gpu, False, True, logging.getLogger("sweep"))
+        finally:
+            cluster.close()
+    except DDDError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for label, why in failures.items():
+        print(f"error: {label}: {why}", file=sys.stderr)
     print(folder)
     return 1 if failures else 0
 
