@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import PercentFormatter
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from .figures import MAX_WIDTH, OKABE_ITO, epoch_axis, outside_legend, styled
 
@@ -78,6 +78,7 @@ def plot_error_by_width(table: pd.DataFrame, title: str) -> Figure:
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted(first["width"].unique()), [str(w) for w in sorted(first["width"].unique())])
     ax.minorticks_off()
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 5, 10]))
     ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     ax.set_xlabel("hidden width (log scale)")
     ax.set_ylabel("test error")
@@ -101,6 +102,7 @@ def plot_rise(table: pd.DataFrame, title: str) -> Figure:
     ax.axhline(0, color="grey", linewidth=1)
     widths = sorted(first["width"].unique())
     ax.set_xticks(np.log2(widths), [str(w) for w in widths])
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 5, 10]))
     ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     ax.set_xlabel("hidden width (log scale)")
     ax.set_ylabel("rise of test error\nbest epoch → end (points)")
