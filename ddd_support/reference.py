@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
 if TYPE_CHECKING:
     from .data import CifarArrays
@@ -194,7 +195,8 @@ def sweep_index(folder: Path) -> dict[str, dict]:
             "produced_by": f"python -m ddd_support sweep experiments/sweeps/{spec.name}.yaml "
                            f"--export {folder.parent.name}/{folder.name}",
             "runs": len(table), "varied": spec.varied_keys,
-            "git_commit": record.get("provenance", {}).get("git_commit"),
+            "trained_at": sorted({str(c) for c in table.get("git_commit", pd.Series(dtype=str)).dropna()}),
+            "tabulated_at": record.get("provenance", {}).get("git_commit"),
             "invocations": record.get("invocations", []),
             "training_span": record.get("training_span", {}),
         }

@@ -102,6 +102,7 @@ def run_row(run_point: SweepPoint, run_dir: Path) -> dict[str, Any]:
         "train_seconds": run.provenance.get("train_seconds_total"),
         "eval_seconds": run.provenance.get("eval_seconds_total"),
         "start_time": run.provenance.get("start_time"), "end_time": run.provenance.get("end_time"),
+        "git_commit": run.provenance.get("git_commit"),
     }
     correct = run.test_correct
     if correct is None:
