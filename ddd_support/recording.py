@@ -283,7 +283,7 @@ def check_metrics(metrics: pd.DataFrame, path: Path, advice: str, last_epoch: in
     last = int(max(epochs.max(), last_epoch if last_epoch is not None else 0))
     gaps = sorted(set(range(last + 1)) - {int(e) for e in epochs})
     if gaps:
-        raise RunDirError(f"{path} is missing epochs {_ranges(gaps)} of 0..{last}. {advice}")
+        raise RunDirError(f"{path} is missing epochs {epoch_ranges(gaps)} of 0..{last}. {advice}")
     metrics = metrics.sort_values("epoch", ignore_index=True)
     for column in METRIC_COLUMNS[1:]:
         empty = metrics[column].isna().to_numpy().copy()
@@ -293,11 +293,11 @@ def check_metrics(metrics: pd.DataFrame, path: Path, advice: str, last_epoch: in
             continue
         if empty.any():
             raise RunDirError(f"{path} has no value in column {column} at epoch(s) "
-                              f"{_ranges(metrics['epoch'][empty])} (a cut or edited row). {advice}")
+                              f"{epoch_ranges(metrics['epoch'][empty])} (a cut or edited row). {advice}")
     return metrics
 
 
-def _ranges(values: Iterable) -> str:
+def epoch_ranges(values: Iterable) -> str:
     """[1, 2, 3, 7] -> '1-3, 7' (whole numbers only)."""
     ints = [int(v) for v in values if float(v).is_integer()]
     if not ints:

@@ -9,6 +9,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from .figures import MAX_WIDTH, OKABE_ITO, epoch_axis, outside_legend, styled
+from .sweep_results import with_width
 
 #: One colour per noise rate (ordered light to dark is not colour-blind safe; these are).
 NOISE_COLORS: tuple[str, ...] = (OKABE_ITO["black"], OKABE_ITO["sky blue"], OKABE_ITO["bluish green"],
@@ -23,7 +24,7 @@ def width_label(widths: str) -> str:
 
 
 def _width_order(table: pd.DataFrame) -> list[str]:
-    return sorted(table["widths"].unique(), key=lambda w: [int(p) for p in str(w).split("-")])
+    return list(with_width(table).sort_values("width")["widths"].drop_duplicates())
 
 
 @styled
@@ -69,21 +70,14 @@ def plot_error_heatmaps(epochs: pd.DataFrame, table: pd.DataFrame, title: str) -
 def plot_error_by_width(table: pd.DataFrame, title: str) -> Figure:
     """Final (solid) and best-epoch (dashed) test error against hidden width, one line per noise rate."""
     fig, ax = plt.subplots(figsize=(7.5, 3.8))
-    first = table.assign(width=[int(str(w).split("-")[0]) for w in table["widths"]])
+    first = with_width(table)
     for color, (rate, part) in zip(NOISE_COLORS, first.groupby("noise_rate")):
         part = part.sort_values("width")
-        ax.plot(part["width"], 1 - part["final_test_acc"], "-o", color=color, label=f"{rate:.0%} noise, end")
-        ax.plot(part["width"], 1 - part["best_test_acc"], "--", color=color, alpha=0.7, linewidth=1.2)
+        x = np.log2(part["width"])
+        ax.plot(x, 1 - part["final_test_acc"], "-o", color=color, label=f"{rate:.0%} noise, end")
+        ax.plot(x, 1 - part["best_test_acc"], "--", color=color, alpha=0.7, linewidth=1.2)
     ax.plot([], [], "--", color="grey", label="each: its best epoch")
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(sorted(first["width"].unique()), [str(w) for w in sorted(first["width"].unique())])
-    ax.minorticks_off()
-    ax.yaxis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 5, 10]))
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-    ax.set_xlabel("hidden width (log scale)")
-    ax.set_ylabel("test error")
-    ax.set_title(title)
-    outside_legend(ax)
+    _finish_width_axes(ax, first["width"], "test error", title)
     return fig
 
 
@@ -91,7 +85,7 @@ def plot_error_by_width(table: pd.DataFrame, title: str) -> Figure:
 def plot_rise(table: pd.DataFrame, title: str) -> Figure:
     """The overfitting rise with its 95% interval against width, one series per noise rate."""
     fig, ax = plt.subplots(figsize=(7.5, 3.8))
-    first = table.assign(width=[int(str(w).split("-")[0]) for w in table["widths"]])
+    first = with_width(table)
     rates = sorted(first["noise_rate"].unique())
     offsets = np.linspace(-0.12, 0.12, len(rates)) if len(rates) > 1 else [0.0]
     for color, offset, rate in zip(NOISE_COLORS, offsets, rates):
@@ -100,12 +94,18 @@ def plot_rise(table: pd.DataFrame, title: str) -> Figure:
         ax.errorbar(x, part["rise"], yerr=[part["rise"] - part["rise_low"], part["rise_high"] - part["rise"]],
                     fmt="o-", color=color, capsize=3, label=f"{rate:.0%} noise")
     ax.axhline(0, color="grey", linewidth=1)
-    widths = sorted(first["width"].unique())
-    ax.set_xticks(np.log2(widths), [str(w) for w in widths])
+    _finish_width_axes(ax, first["width"], "rise of test error\nbest epoch → end (points)", title)
+    return fig
+
+
+def _finish_width_axes(ax: plt.Axes, widths: pd.Series, ylabel: str, title: str) -> None:
+    """Width on a log2 axis ticked at the sweep's widths, y in whole percent, legend outside."""
+    ticks = sorted(widths.unique())
+    ax.set_xticks(np.log2(ticks), [str(w) for w in ticks])
+    ax.minorticks_off()
     ax.yaxis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 5, 10]))
     ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     ax.set_xlabel("hidden width (log scale)")
-    ax.set_ylabel("rise of test error\nbest epoch → end (points)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     outside_legend(ax)
-    return fig

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,9 @@ from .recording import METRIC_COLUMNS, atomic_savez, atomic_write_json, atomic_w
 from .config import TrainConfig, resume_insensitive_keys
 from .rundir import state_is_complete
 from .sweep import SweepPoint, SweepSpec, expand, load_spec, run_root, sweep_dir
+
+if TYPE_CHECKING:
+    from .analysis.rundata import RunData
 
 SWEEP_TABLE, EPOCH_TABLE, RECORD = "sweep.csv", "sweep_epochs.csv", "sweep.json"
 #: Per-image test correctness of every run (bit-packed), so the rise can be checked on read.
@@ -64,6 +67,11 @@ def overfitting_rise(correct: np.ndarray, end_fraction: float = END_FRACTION) ->
             "rise_outcome": outcome(ci, "rises", "falls")}
 
 
+def with_width(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with a ``width`` column: the first hidden width of each run's ``widths`` (``64-64-64-64`` -> 64)."""
+    return table.assign(width=[int(str(w).split("-")[0]) for w in table["widths"]])
+
+
 def best_epoch_half_a(correct: np.ndarray) -> int:
     """The epoch (from 1: initialisation is not a candidate) of highest accuracy on the even test images."""
     return int(np.argmax(np.asarray(correct, dtype=float)[1:, 0::2].mean(axis=1))) + 1
@@ -76,14 +84,13 @@ def image_rise(correct: np.ndarray, end_fraction: float = END_FRACTION) -> np.nd
     return half_b[best_epoch_half_a(correct)] - end_correctness(half_b, end_fraction)
 
 
-def run_row(run_point: SweepPoint, run_dir: Path) -> dict[str, Any]:
+def run_row(run_point: SweepPoint, run: "RunData") -> dict[str, Any]:
     """One row of ``sweep.csv``: the varied values, final metrics, rise, phases and claims."""
     from .analysis.claims import CLAIMS, claims_from
     from .analysis.stats import NOT_TESTABLE
-    from .analysis.rundata import load_run
     from .analysis.summary import summarise_run
 
-    run = load_run(run_dir)
+    run_dir = run.path
     if run.status != "complete":
         raise RunDirError(f"{run_dir} is not complete (status {run.status}); rerun the sweep to finish it")
     m = run.metrics
@@ -157,11 +164,10 @@ def sweep_tables(spec: SweepSpec, out: str | Path
             continue
         if not state_is_complete(state, r.config.epochs):
             continue
-        rows.append(run_row(r, run_dir))
         run = load_run(run_dir)
-        metrics = run.metrics
+        rows.append(run_row(r, run))
         correct[run_key(r.point, r.config.model, r.config.seed)] = run.test_correct
-        curves.append(metrics.assign(point=r.point, model=r.config.model, seed=r.config.seed, **r.values))
+        curves.append(run.metrics.assign(point=r.point, model=r.config.model, seed=r.config.seed, **r.values))
     table = pd.DataFrame(rows, columns=None if rows else [*spec.varied_keys, *RUN_COLUMNS])
     if len(table):
         table["run_dir"] = [str(Path(p).relative_to(sweep_dir(out, spec))) for p in table["run_dir"]]
@@ -352,31 +358,29 @@ def sweep_findings(table: pd.DataFrame, correct: dict[str, np.ndarray]) -> dict[
     widths = sorted(table["widths"].unique(), key=lambda w: [int(p) for p in str(w).split("-")])
     rates = sorted(table["noise_rate"].unique())
     if len(rates) > 1:
-        parts = []
-        for w in widths:
-            d = rise_difference(table, correct, w, rates[0], rates[-1])
-            parts.append(f"width {str(w).split('-')[0]}: {interval_text(d['difference'], d['low'], d['high'])}")
+        diffs = [rise_difference(table, correct, w, rates[0], rates[-1]) for w in widths]
+        parts = [f"width {str(w).split('-')[0]}: {interval_text(d['difference'], d['low'], d['high'])}"
+                 for w, d in zip(widths, diffs)]
         out["noise_effect"] = (f"rise at {rates[-1]:.0%} noise minus rise at {rates[0]:.0%} (points, 95% "
                                f"interval): " + "; ".join(parts))
-        diffs = [rise_difference(table, correct, w, rates[0], rates[-1]) for w in widths]
         above = [d["difference"] for d in diffs if d["low"] > 0]
         out["noise_effect_short"] = (f"at {len(above)} of {len(widths)} widths the rise at {rates[-1]:.0%} noise "
                                      f"exceeds the rise at {rates[0]:.0%} beyond its 95% interval"
                                      + (f", by {100 * min(above):.1f} to {100 * max(above):.1f} points" if above
                                         else ""))
     fitted = noisy[noisy["final_noisy_acc"] >= 0.99]
-    fit_widths = sorted({str(w).split("-")[0] for w in fitted["widths"]}, key=int)
+    fit_widths = sorted(set(with_width(fitted)["width"]))
     out["memorised"] = (f"{len(fitted)} of {len(noisy)} runs with label noise fit 99% of their noisy labels "
-                        f"by the end (widths {', '.join(fit_widths) or 'none'})")
+                        f"by the end (widths {', '.join(map(str, fit_widths)) or 'none'})")
     outcomes = ("rises", "falls", "no detectable change")
     fitted_runs = noisy[noisy["post_fit_outcome"].isin(outcomes)]
     counts = fitted_runs["post_fit_outcome"].value_counts()
     out["post_fit"] = (f"of the {len(fitted_runs)} runs whose post-fit change is testable, test accuracy after the "
                        f"fit rises in {counts.get('rises', 0)}, falls in {counts.get('falls', 0)} and shows no "
                        f"detectable change in {counts.get('no detectable change', 0)}")
-    clean_final = clean.assign(width=[int(str(w).split("-")[0]) for w in clean["widths"]]).sort_values("width")
+    clean_final = with_width(clean).sort_values("width")
     out["clean_by_width"] = ", ".join(f"{r.width}: {1 - r.final_test_acc:.1%}" for r in clean_final.itertuples())
-    first = table.assign(width=[int(str(w).split("-")[0]) for w in table["widths"]])
+    first = with_width(table)
     narrowest = first["width"].min()
     span = lambda part: f"epochs {int(part.min())} to {int(part.max())}"  # noqa: E731
     out["best_narrow"] = span(first.loc[first["width"] == narrowest, "best_test_epoch"])
@@ -408,10 +412,9 @@ def width_peak(table: pd.DataFrame, correct: dict[str, np.ndarray], noise_rate: 
     from .analysis.stats import FAILS, HOLDS, NOT_TESTABLE, paired_change
 
     one_run_per_point(table)
-    rows = table[np.isclose(table["noise_rate"], noise_rate)].copy()
+    rows = with_width(table[np.isclose(table["noise_rate"], noise_rate)])
     if rows["widths"].nunique() < 3:
         return {"noise_rate": noise_rate, "peak_width": None, "peak_error": np.nan, "verdict": NOT_TESTABLE}
-    rows["width"] = [int(str(w).split("-")[0]) for w in rows["widths"]]
     rows = rows.sort_values("width")
     errors = {r.width: 1 - end_correctness(correct[run_key(r.point, r.model, r.seed)]) for r in rows.itertuples()}
     peak = max(errors, key=lambda w: errors[w][0::2].mean())

@@ -58,3 +58,30 @@ def write_image_folder(root: Path, per_class: int = 2, size: int = 32, classes=C
                 pixels = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
                 Image.fromarray(pixels).save(folder / f"{i:04d}.png")
     return root
+
+
+@pytest.fixture
+def image_root(tmp_path, monkeypatch):
+    """A tiny image-folder CIFAR-10 as ``DDD_DATA_ROOT``, with its own decoded-array cache."""
+    root = write_image_folder(tmp_path / "imgs", per_class=4)
+    monkeypatch.setenv("DDD_DATA_ROOT", str(root))
+    monkeypatch.setenv("DDD_CACHE_DIR", str(tmp_path / "cache"))
+    return root
+
+
+def interrupt_after_checkpoint(monkeypatch, cfg, out, arrays, epoch: int) -> None:
+    """Run ``cfg`` and stop it (KeyboardInterrupt) right after the checkpoint of ``epoch``."""
+    from ddd_support import recording
+    from ddd_support.training import train
+
+    real_save = recording.save_checkpoint
+
+    def save_then_stop(run_dir, state, saved_epoch):
+        real_save(run_dir, state, saved_epoch)
+        if saved_epoch == epoch:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr("ddd_support.rundir.save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, out, arrays)
+    monkeypatch.undo()

@@ -9,18 +9,12 @@ import pytest
 from ddd_support import __version__, cli, runner
 from ddd_support.cli import build_parser, main
 
-from .conftest import REPO, write_image_folder
+from .conftest import REPO
 
 TINY = ["--set", "n_train=40", "--set", "n_test=20", "--set", "base_width=8", "--set", "epochs=3",
         "--set", "probe_per_class=1", "--quiet"]
 
 
-@pytest.fixture
-def image_root(tmp_path, monkeypatch):
-    root = write_image_folder(tmp_path / "imgs", per_class=4)
-    monkeypatch.setenv("DDD_DATA_ROOT", str(root))
-    monkeypatch.setenv("DDD_CACHE_DIR", str(tmp_path / "cache"))
-    return root
 
 
 def test_profiles_command_lists_every_profile_and_its_values(capsys):

@@ -27,7 +27,7 @@ from ddd_support.multiseed import train_seeds
 from ddd_support.recording import METRIC_COLUMNS, TIMING_COLUMNS
 from ddd_support.training import train
 
-from .conftest import REPO, tiny_config, write_image_folder
+from .conftest import REPO, interrupt_after_checkpoint, tiny_config
 
 DETERMINISTIC = [c for c in METRIC_COLUMNS if c not in TIMING_COLUMNS]
 
@@ -36,27 +36,8 @@ def run_dir_of(out, seed=0):
     return out / "test" / "mlp3" / f"seed{seed}"
 
 
-def interrupt_after_checkpoint(monkeypatch, cfg, out, arrays, epoch: int) -> None:
-    """Run ``cfg`` and stop it (KeyboardInterrupt) right after the checkpoint of ``epoch``."""
-    real_save = recording.save_checkpoint
-
-    def save_then_stop(run_dir, state, saved_epoch):
-        real_save(run_dir, state, saved_epoch)
-        if saved_epoch == epoch:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr("ddd_support.rundir.save_checkpoint", save_then_stop)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, out, arrays)
-    monkeypatch.undo()
 
 
-@pytest.fixture
-def image_root(tmp_path, monkeypatch):
-    root = write_image_folder(tmp_path / "imgs", per_class=4)
-    monkeypatch.setenv("DDD_DATA_ROOT", str(root))
-    monkeypatch.setenv("DDD_CACHE_DIR", str(tmp_path / "cache"))
-    return root
 
 
 TINY_CLI = ["--model", "mlp3", "--set", "n_train=40", "--set", "n_test=20", "--set", "base_width=8",

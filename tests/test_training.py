@@ -18,7 +18,7 @@ from ddd_support.models import model_from_config
 from ddd_support.recording import METRIC_COLUMNS, TIMING_COLUMNS, load_checkpoint
 from ddd_support.training import prepare_data, train
 
-from .conftest import REPO, tiny_config
+from .conftest import REPO, interrupt_after_checkpoint, tiny_config
 
 DETERMINISTIC = [c for c in METRIC_COLUMNS if c not in TIMING_COLUMNS]
 
@@ -27,19 +27,6 @@ def metrics(run_dir) -> pd.DataFrame:
     return pd.read_csv(run_dir / "metrics.csv")
 
 
-def interrupt_after_checkpoint(monkeypatch, cfg, out, arrays, epoch: int) -> None:
-    """Run ``cfg`` and stop it (KeyboardInterrupt) right after the checkpoint of ``epoch``."""
-    real_save = recording.save_checkpoint
-
-    def save_then_stop(run_dir, state, saved_epoch):
-        real_save(run_dir, state, saved_epoch)
-        if saved_epoch == epoch:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr("ddd_support.rundir.save_checkpoint", save_then_stop)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, out, arrays)
-    monkeypatch.undo()
 
 
 def test_one_metrics_row_per_epoch_with_every_split(tmp_path, synthetic_arrays):

@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..config import MODELS, model_widths
 from ..errors import RunDirError
-from ..recording import READABLE_SCHEMAS, read_json, read_metrics, read_npz, read_test_correct
+from ..recording import READABLE_SCHEMAS, epoch_ranges, read_json, read_metrics, read_npz, read_test_correct
 from ..rundir import SNAPSHOT_DIR, snapshot_epochs_on_disk, snapshot_file
 
 #: What to do about a damaged or changed file of a finished run.
@@ -163,7 +163,7 @@ def _check_test_correct(path: Path, correct: np.ndarray, metrics: pd.DataFrame) 
     mismatch = np.flatnonzero(np.abs(correct.mean(axis=1) - metrics["test_acc"].to_numpy()) > 1e-9)
     if len(mismatch):
         raise RunDirError(f"{path}/test_correct.npz disagrees with metrics.csv test_acc at epochs "
-                          f"{_ranges(mismatch.tolist())}; the run directory is damaged: train it again")
+                          f"{epoch_ranges(mismatch.tolist())}; the run directory is damaged: train it again")
 
 
 def _snapshot_epochs(path: Path, last_epoch: int) -> list[int]:
@@ -173,12 +173,3 @@ def _snapshot_epochs(path: Path, last_epoch: int) -> list[int]:
                           "the snapshot analyses need at least one")
     return epochs
 
-
-def _ranges(values: list[int]) -> str:
-    """[1, 2, 3, 7] -> '1-3, 7'."""
-    parts, start = [], values[0]
-    for prev, cur in zip(values, values[1:] + [None]):
-        if cur != prev + 1:
-            parts.append(str(start) if start == prev else f"{start}-{prev}")
-            start = cur
-    return ", ".join(parts)
