@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from . import data as data_mod
 from .config import MODELS, TrainConfig, get_profile
@@ -35,15 +35,21 @@ def train_profile(profile: str, models: Iterable[str] | None = None, seeds: Iter
     if pending:
         first = pending[0]
         arrays = data_mod.load_cifar10(first.data_root, first.data_source, progress=first.progress)
-    run_dirs: list[Path] = []
-    for group in groups:
-        if batched_seeds and len(group) > 1:
-            from .multiseed import train_seeds
+    return [d for group in groups for d in train_group(group, [out] * len(group), lambda: arrays, batched_seeds)]
 
-            run_dirs += train_seeds(group, out, arrays)
-        else:
-            run_dirs += [train(cfg, out, arrays) for cfg in group]
-    return run_dirs
+
+def train_group(cfgs: list[TrainConfig], outs: list[str | os.PathLike],
+                load_arrays: Callable[[], data_mod.CifarArrays], batched: bool) -> list[Path]:
+    """Train (or resume, or skip) runs into their output roots, together (``multiseed``) if ``batched``;
+    ``load_arrays`` is called only if some run is not complete."""
+    if all(is_complete(cfg, out) for cfg, out in zip(cfgs, outs)):
+        return [train(cfg, out) for cfg, out in zip(cfgs, outs)]   # each finds its run complete
+    arrays = load_arrays()
+    if batched and len(cfgs) > 1:
+        from .multiseed import train_seeds
+
+        return train_seeds(cfgs, outs, arrays)
+    return [train(cfg, out, arrays) for cfg, out in zip(cfgs, outs)]
 
 
 def is_complete(cfg: TrainConfig, out: str | os.PathLike) -> bool:

@@ -56,22 +56,14 @@ def _worker_device(configured: str) -> str:
     return f"cuda:{index % torch.cuda.device_count()}"
 
 
-def train_task(configs: list[dict[str, Any]], outs: list[str]) -> list[str]:
+def train_task(configs: list[dict[str, Any]], outs: list[str], batched: bool = False) -> list[str]:
     """One Dask task: train (or resume, or skip) the given runs; returns their run directories."""
     from .config import TrainConfig
-    from .training import train
-
-    from .runner import is_complete
+    from .runner import train_group
 
     cfgs = [TrainConfig.from_dict({**c, "device": _worker_device(c.get("device", "auto"))}) for c in configs]
-    if all(is_complete(cfg, out) for cfg, out in zip(cfgs, outs)):   # no data needed
-        return [str(train(cfg, out)) for cfg, out in zip(cfgs, outs)]
-    arrays = _worker_arrays(cfgs[0].data_root, cfgs[0].data_source)
-    if len(cfgs) > 1:
-        from .multiseed import train_seeds
-
-        return [str(p) for p in train_seeds(cfgs, outs, arrays)]
-    return [str(train(cfgs[0], outs[0], arrays))]
+    load = lambda: _worker_arrays(cfgs[0].data_root, cfgs[0].data_source)  # noqa: E731
+    return [str(p) for p in train_group(cfgs, outs, load, batched)]
 
 
 def task_groups(runs: list[SweepPoint], batched_seeds: bool) -> list[list[SweepPoint]]:
@@ -141,7 +133,7 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike, client, batched_seeds: bo
         first = group[0]
         label = f"{first.point}/{first.config.model}/seed" + "+".join(str(r.config.seed) for r in group)
         future = client.submit(train_task, [r.config.to_dict() for r in group],
-                               [str(run_root(out, spec, r.point)) for r in group],
+                               [str(run_root(out, spec, r.point)) for r in group], batched_seeds,
                                key=f"train-{spec.name}-{label}-{uuid.uuid4().hex[:8]}", pure=False,
                                priority=len(groups) - rank,
                                resources={"GPU": 1} if uses_gpu else None)
