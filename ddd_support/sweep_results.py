@@ -380,6 +380,14 @@ def sweep_findings(table: pd.DataFrame, correct: dict[str, np.ndarray]) -> dict[
                        f"detectable change in {counts.get('no detectable change', 0)}")
     clean_final = with_width(clean).sort_values("width")
     out["clean_by_width"] = ", ".join(f"{r.width}: {1 - r.final_test_acc:.1%}" for r in clean_final.itertuples())
+    if len(clean_final) > 1:
+        from .analysis.stats import paired_change
+
+        narrow, wide = (correct[run_key(r.point, r.model, r.seed)] for r in
+                        (clean_final.iloc[0], clean_final.iloc[-1]))
+        gap = paired_change(1 - end_correctness(narrow), 1 - end_correctness(wide))
+        out["clean_gap"] = (f"widest minus narrowest, end of training: "
+                            f"{interval_text(gap.estimate, gap.low, gap.high)} points, paired over the test images")
     first = with_width(table)
     narrowest = first["width"].min()
     span = lambda part: f"epochs {int(part.min())} to {int(part.max())}"  # noqa: E731

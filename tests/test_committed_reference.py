@@ -250,6 +250,9 @@ def test_chapter_07_without_noise_error_falls_with_width_and_the_widest_does_not
     t = _by(sweep[1])
     clean = t[t["noise_rate"] == 0].sort_values("width")
     assert (np.diff(1 - clean["final_test_acc"].to_numpy()) < 0).all()
+    from ddd_support.sweep_results import sweep_findings
+    gap = sweep_findings(sweep[1], sweep[4])["clean_gap"]
+    assert gap.startswith("widest minus narrowest, end of training: -") and "to -" in gap   # interval below 0
     assert clean.iloc[-1]["rise_outcome"] == "no detectable change"
     assert set(clean.loc[clean["width"].isin([64, 256]), "rise_outcome"]) == {"rises"}
 
