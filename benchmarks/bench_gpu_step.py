@@ -57,13 +57,13 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the package, ins
 
 from bench_trainer import load_arrays  # noqa: E402
 
-from ddd_support.async_checkpoint import AsyncCheckpointer  # noqa: E402
+from ddd_support.runs.async_checkpoint import AsyncCheckpointer  # noqa: E402
 from ddd_support.config import PROFILES, TrainConfig  # noqa: E402
-from ddd_support.evaluation import four_way_evaluation  # noqa: E402
-from ddd_support.graphstep import StackedTrainer  # noqa: E402
+from ddd_support.train.evaluation import four_way_evaluation  # noqa: E402
+from ddd_support.train.stacked import StackedTrainer  # noqa: E402
 from ddd_support.models import INPUT_DIM, N_CLASSES, model_from_config, parameter_count  # noqa: E402
-from ddd_support.recording import save_checkpoint  # noqa: E402
-from ddd_support.training import (PreparedData, batch_order, make_optimizer, prepare_data,  # noqa: E402
+from ddd_support.runs.checkpoints import save_checkpoint  # noqa: E402
+from ddd_support.train.driver import (PreparedData, batch_order, make_optimizer, prepare_data,  # noqa: E402
                                   resolve_device, train_one_epoch)
 
 TARGETS = {"graph_over_eager_fp32": (">=", 1.6), "stacked_k4_epoch_per_seed_fp32": ("<=", 0.45),

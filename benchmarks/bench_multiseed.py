@@ -7,11 +7,11 @@ import time
 
 import torch
 
-from ddd_support import data as data_mod
-from ddd_support.config import TrainConfig
-from ddd_support.models import model_from_config
-from ddd_support.multiseed import SeedBatch
-from ddd_support.training import autocast_dtype, batch_order, make_optimizer, prepare_data
+from ddd_support.data import cifar as data_mod  # noqa: E402
+from ddd_support.config import TrainConfig  # noqa: E402
+from ddd_support.models import model_from_config  # noqa: E402
+from ddd_support.train.batch import SeedBatch  # noqa: E402
+from ddd_support.train.driver import autocast_dtype, batch_order, make_optimizer, prepare_data  # noqa: E402
 
 
 def time_seed_batch(cfg: TrainConfig, arrays: data_mod.CifarArrays, device: torch.device, k: int,

@@ -44,14 +44,15 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the package, ins
 
 import conventional  # noqa: E402
 
-from ddd_support import data as data_mod  # noqa: E402
+from ddd_support.data import cifar as data_mod  # noqa: E402
 from ddd_support.config import PROFILES, TrainConfig, snapshot_epochs  # noqa: E402
 from ddd_support.errors import DataError  # noqa: E402
-from ddd_support.evaluation import four_way_evaluation  # noqa: E402
+from ddd_support.train.evaluation import four_way_evaluation  # noqa: E402
 from ddd_support.models import INPUT_DIM, N_CLASSES, model_from_config, parameter_count  # noqa: E402
-from ddd_support.recording import (METRIC_COLUMNS, atomic_savez, atomic_write_text,  # noqa: E402
-                                   save_checkpoint)
-from ddd_support.training import (PreparedData, apply_runtime_settings, autocast_dtype,  # noqa: E402
+from ddd_support.files import atomic_savez, atomic_write_text  # noqa: E402
+from ddd_support.runs.checkpoints import save_checkpoint  # noqa: E402
+from ddd_support.runs.schema import METRIC_COLUMNS  # noqa: E402
+from ddd_support.train.driver import (PreparedData, apply_runtime_settings, autocast_dtype,  # noqa: E402
                                   batch_order, make_optimizer, prepare_data, resolve_device,
                                   take_snapshot, train, train_one_epoch)
 

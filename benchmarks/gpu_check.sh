@@ -41,7 +41,7 @@ if [ -n "${DDD_DATA_TARBALL:-}" ]; then
 fi
 export DDD_DATA_ROOT=${DDD_DATA_ROOT:-}
 say "decoding CIFAR-10 from ${DDD_DATA_ROOT:-the default torchvision root} (once; cached in $DDD_CACHE_DIR)"
-$PYTHON -c "from ddd_support.data import load_cifar10; a = load_cifar10(progress=False); print(a.source, a.x_train.shape, a.x_test.shape)" 2>&1 | tee -a "$LOG" || { say "no data"; exit 2; }
+$PYTHON -c "from ddd_support.data.cifar import load_cifar10; a = load_cifar10(progress=False); print(a.source, a.x_train.shape, a.x_test.shape)" 2>&1 | tee -a "$LOG" || { say "no data"; exit 2; }
 
 # paper-profile size: all of CIFAR-10 (BENCH_ARGS="--tiny" for a quick CPU try of this script)
 BENCH_ARGS=${BENCH_ARGS:---model mlp7 --n-train 50000 --n-test 10000 --epochs 1 --repeats 3}

@@ -6,7 +6,7 @@
 #       (a constant learning rate makes that the same as one 1,000-epoch run);
 #   (c) the paper_cosine profile (lr decayed from 1e-4 to 0 over the run) for mlp7;
 #   (d) mlp7 at noise rates 0.0, 0.1, 0.2, 0.4, seed 0 (0.3 is a's), the four stacked in one graph
-#       (`python -m ddd_support.multiseed --vary noise_rate=...`);
+#       (`python -m ddd_support.train.batch --vary noise_rate=...`);
 # then, whatever got done, `export-reference` of each group (compact copies, ablation computed
 # here from the checkpoints) packed into $OUT/reference.tar.gz (or .partNN files of 15 MiB: join
 # with `cat reference.tar.gz.part* | tar xzf -`), with $OUT/log.txt and $OUT/status.json.
@@ -95,7 +95,7 @@ if [ -n "${DDD_DATA_TARBALL:-}" ]; then
 fi
 export DDD_DATA_ROOT=${DDD_DATA_ROOT:-}
 say "CIFAR-10 from ${DDD_DATA_ROOT:-the default torchvision root} (decoded once; cached in $DDD_CACHE_DIR)"
-$PYTHON -c "from ddd_support.data import load_cifar10; a = load_cifar10(progress=False); print(a.source, a.x_train.shape, a.x_test.shape)" 2>&1 | tee -a "$LOG" || { say "no data"; exit 2; }
+$PYTHON -c "from ddd_support.data.cifar import load_cifar10; a = load_cifar10(progress=False); print(a.source, a.x_train.shape, a.x_test.shape)" 2>&1 | tee -a "$LOG" || { say "no data"; exit 2; }
 
 seed_flags() { for s in $1; do printf -- "--seed %s " "$s"; done; }
 
@@ -125,7 +125,7 @@ if wanted c; then
 fi
 
 if wanted d; then
-  run d $PYTHON -m ddd_support.multiseed --profile paper --model mlp7 --seed "$NOISE_SEED" \
+  run d $PYTHON -m ddd_support.train.batch --profile paper --model mlp7 --seed "$NOISE_SEED" \
     --vary noise_rate="$(echo $NOISE_RATES | tr ' ' ',')" $EPOCH_SET $COMMON --out "$NOISE"
 fi
 

@@ -1,5 +1,5 @@
 try:
-    from .cli import main
+    from ddd_support.cli import main
 except KeyboardInterrupt:  # Ctrl-C while torch is still importing
     raise SystemExit(130) from None
 

@@ -17,11 +17,12 @@ import sys
 import time
 from pathlib import Path
 
-from . import __version__
-from .config import MODELS, PROFILES, TrainConfig, get_profile, parse_overrides
-from .data import load_cifar10
-from .errors import ConfigError, DDDError
-from .recording import CHECKPOINT_INDEX, read_json
+from ddd_support import __version__
+from ddd_support.config import MODELS, PROFILES, TrainConfig, get_profile, parse_overrides
+from ddd_support.data.cifar import load_cifar10
+from ddd_support.errors import ConfigError, DDDError
+from ddd_support.files import read_json
+from ddd_support.runs.checkpoints import CHECKPOINT_INDEX
 
 log = logging.getLogger("ddd_support")
 
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .runner import train_profile
+    from ddd_support.train.runner import train_profile
 
     overrides = parse_overrides(args.overrides)
     if args.quiet:
@@ -173,7 +174,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from .sweep import load_spec, spec_from_arguments, sweep_spec_with
+    from ddd_support.sweeps.spec import load_spec, spec_from_arguments, sweep_spec_with
 
     if args.spec:
         given = [flag for flag, value in (("--name", args.name), ("--profile", args.profile)) if value]
@@ -189,8 +190,8 @@ def _sweep(args: argparse.Namespace) -> int:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     if args.runs_per_gpu < 1:
         raise ConfigError(f"--runs-per-gpu must be at least 1, got {args.runs_per_gpu}")
-    from .sweep import expand, run_root
-    from .recording import run_directory
+    from ddd_support.sweeps.spec import expand, run_root
+    from ddd_support.runs.schema import run_directory
 
     runs = expand(spec)
     if args.dry_run:
@@ -198,14 +199,14 @@ def _sweep(args: argparse.Namespace) -> int:
             print(run_directory(run_root(args.out, spec, r.point), r.config.profile, r.config.model, r.config.seed))
         log.info("sweep %s: %d run(s), nothing trained (--dry-run)", spec.name, len(runs))
         return EXIT_OK
-    from .sweep_exec import run_sweep_command
+    from ddd_support.sweeps.execute import run_sweep_command
 
     folder, failures = run_sweep_command(spec, args.out, args.scheduler, args.workers, args.runs_per_gpu,
                                          args.batched_seeds, progress=not args.quiet, log=log)
     print(folder, flush=True)
     if args.export and not failures:
-        from .reference import SWEEPS_DIR, is_reference_root, update_sweep_index
-        from .sweep_results import export_sweep
+        from ddd_support.book.reference import SWEEPS_DIR, is_reference_root, update_sweep_index
+        from ddd_support.sweeps.results import export_sweep
 
         print(export_sweep(folder, args.export), flush=True)
         root = Path(args.export).parent
@@ -221,7 +222,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .reference import export_reference, write_reference_index
+    from ddd_support.book.reference import export_reference, write_reference_index
 
     arrays = None
     for run_dir in args.run_dirs:
@@ -237,7 +238,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from .analysis.report import analyze
+    from ddd_support.book.report import analyze
 
     for run_dir in args.run_dirs:
         log.info("analyze: %s", run_dir)

@@ -10,14 +10,14 @@ import typing
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from .errors import ConfigError
+from ddd_support.errors import ConfigError
 
 #: Number of hidden layers of each named model.
 MODEL_DEPTHS: dict[str, int] = {"mlp3": 2, "mlp5": 4, "mlp7": 6}
 #: Width of each named model's hidden layers, as a multiple of ``base_width``.
 MODEL_WIDTH_FACTORS: dict[str, int] = {"mlp3": 1, "mlp5": 2, "mlp7": 4}
 MODELS: tuple[str, ...] = tuple(MODEL_DEPTHS)
-#: Learning-rate schedules (``ddd_support.schedule``).
+#: Learning-rate schedules (``ddd_support.train.schedule``).
 LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 
 #: Keys that may differ when an existing run directory is resumed: they change

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .config import MODEL_DEPTHS, TrainConfig, model_widths
-from .errors import ConfigError
+from ddd_support.config import MODEL_DEPTHS, TrainConfig, model_widths
+from ddd_support.errors import ConfigError
 
 INPUT_DIM = 3 * 32 * 32
 N_CLASSES = 10

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ddd_support.config import TrainConfig
-from ddd_support.data import CLASSES, CifarArrays
+from ddd_support.data.cifar import CLASSES, CifarArrays
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CIFAR = REPO.parent / "shared" / "data" / "cifar10-images"
@@ -71,17 +71,17 @@ def image_root(tmp_path, monkeypatch):
 
 def interrupt_after_checkpoint(monkeypatch, cfg, out, arrays, epoch: int) -> None:
     """Run ``cfg`` and stop it (KeyboardInterrupt) right after the checkpoint of ``epoch``."""
-    from ddd_support import recording
-    from ddd_support.training import train
+    from ddd_support.runs import checkpoints
+    from ddd_support.train.driver import train
 
-    real_save = recording.save_checkpoint
+    real_save = checkpoints.save_checkpoint
 
     def save_then_stop(run_dir, state, saved_epoch):
         real_save(run_dir, state, saved_epoch)
         if saved_epoch == epoch:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr("ddd_support.rundir.save_checkpoint", save_then_stop)
+    monkeypatch.setattr("ddd_support.runs.recorder.save_checkpoint", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, out, arrays)
     monkeypatch.undo()

@@ -8,11 +8,11 @@ import torch
 
 from ddd_support.analysis.ablation import ablate_neuron, ablation_table, neuron_fixed
 from ddd_support.config import TrainConfig
-from ddd_support.data import CifarArrays
+from ddd_support.data.cifar import CifarArrays
 from ddd_support.errors import RunDirError
 from ddd_support.models import MLP
-from ddd_support.recording import save_checkpoint
-from ddd_support.training import PreparedData, prepare_data, train
+from ddd_support.runs.checkpoints import save_checkpoint
+from ddd_support.train.driver import PreparedData, prepare_data, train
 
 WIDTHS = (8, 8)
 PLANTED = 3          # the neuron that carries all the information, in both hidden layers
@@ -138,7 +138,7 @@ def test_ablate_neuron_loads_the_newest_checkpoint_and_rebuilds_the_data(run_dir
 
 
 def test_ablate_neuron_defaults_to_the_most_frequent_top_neuron_at_the_checkpoint_epoch(tmp_path):
-    from ddd_support.analysis.rundata import load_run
+    from ddd_support.runs.reader import load_run
 
     run = load_run(train(CONFIG, tmp_path, arrays=brightness_arrays()))
     values, counts = np.unique(run.snapshot(CONFIG.epochs)["l2_img_argmax"], return_counts=True)

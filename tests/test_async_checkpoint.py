@@ -3,8 +3,8 @@ import threading
 import pytest
 import torch
 
-from ddd_support.async_checkpoint import AsyncCheckpointer, to_host
-from ddd_support.recording import load_checkpoint, save_checkpoint
+from ddd_support.runs.async_checkpoint import AsyncCheckpointer, to_host
+from ddd_support.runs.checkpoints import load_checkpoint, save_checkpoint
 
 
 def test_the_saved_state_is_the_state_at_submit_time():

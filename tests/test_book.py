@@ -13,8 +13,8 @@ import nbformat
 import pytest
 import yaml
 
-from ddd_support import book
-from ddd_support.data import DATA_ROOT_ENV
+from ddd_support.book import run as book
+from ddd_support.data.cifar import DATA_ROOT_ENV
 
 ROOT = book.PROJECT_ROOT
 CHAPTERS = [name for name in book.chapter_names() if book.is_notebook(ROOT / f"{name}.md")]
@@ -23,7 +23,7 @@ MIN_FIGURES = {"book/01_noise": 2, "book/02_training": 1, "book/03_loss_decompos
                "book/04_separation": 6, "book/05_large_activation": 11,
                "book/07_sweeps": 3}
 #: Chapters whose parameters are typed (shown by `papermill --help-notebook`) and checked with
-#: `ddd_support.parameters` in the cell after the parameters cell.
+#: `ddd_support.book.parameters` in the cell after the parameters cell.
 CHECKED_PARAMETERS = ["book/intro", "book/01_noise", "book/02_training", "book/03_loss_decomposition",
                       "book/04_separation", "book/05_large_activation", "book/06_conclusions", "book/07_sweeps",
                       "book/appendix_reproducibility"]
@@ -97,7 +97,7 @@ def test_parameters_carry_type_hints_that_papermill_shows(name):
 def test_the_cell_after_the_parameters_checks_every_parameter(name):
     code = [c for c in jupytext.read(ROOT / f"{name}.md").cells if c.cell_type == "code"]
     checks = code[1].source
-    assert "from ddd_support.parameters import" in checks
+    assert "from ddd_support.book.parameters import" in checks
     for parameter in book.declared_parameters(jupytext.read(ROOT / f"{name}.md")):
         assert re.search(rf"^{parameter} = \w+\(", checks, re.M), parameter
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from ddd_support import book
+from ddd_support.book import run as book
 
 pytestmark = pytest.mark.book
 

@@ -8,10 +8,10 @@ from ddd_support.analysis.claims import (CLAIMS, claim_counts, claims_from, clai
                                          over_seeds_sentence, phase_sentence, strongest_correlation,
                                          verdict_phrase)
 from ddd_support.analysis.phases import detect_phases
-from ddd_support.analysis.rundata import load_run
+from ddd_support.runs.reader import load_run
 from ddd_support.analysis.stats import FAILS, HOLDS, NOT_TESTABLE, VERDICTS
 from ddd_support.analysis.summary import summarise_run
-from ddd_support.training import train
+from ddd_support.train.driver import train
 
 from .conftest import tiny_config
 

@@ -6,7 +6,8 @@ import warnings
 import pandas as pd
 import pytest
 
-from ddd_support import __version__, cli, runner
+from ddd_support import __version__, cli
+from ddd_support.train import runner
 from ddd_support.cli import build_parser, main
 
 from .conftest import REPO
@@ -102,7 +103,7 @@ def test_ctrl_c_exits_130_with_a_resume_hint_and_no_traceback(monkeypatch, capsy
 
 
 def test_ctrl_c_through_the_module_entry_point_exits_130_without_a_traceback():
-    code = ("import runpy, ddd_support.runner as r\n"
+    code = ("import runpy, ddd_support.train.runner as r\n"
             "def stop(*a, **k): raise KeyboardInterrupt\n"
             "r.train_profile = stop\n"
             "runpy.run_module('ddd_support', run_name='__main__')")

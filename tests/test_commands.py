@@ -13,9 +13,9 @@ import jupytext
 import papermill
 import pytest
 
-from ddd_support import book as book_runner
+from ddd_support.book import run as book_runner
 from ddd_support.cli import build_parser
-from ddd_support.sweep import expand, load_spec
+from ddd_support.sweeps.spec import expand, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Commands cheap enough to run for real (seconds, no data, no training).

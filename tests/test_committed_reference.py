@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from ddd_support.analysis import find_runs, load_runs
+from ddd_support.runs.reader import find_runs, load_runs
 from ddd_support.analysis.tables import summary_tables
 from ddd_support.config import PROFILES
-from ddd_support.reference import REFERENCE_INDEX, REFERENCE_ROOT
+from ddd_support.book.reference import REFERENCE_INDEX, REFERENCE_ROOT
 
 pytestmark = pytest.mark.skipif(not (REFERENCE_ROOT / REFERENCE_INDEX).is_file(),
                                 reason="no committed reference runs")
@@ -193,14 +193,14 @@ SWEEP = REFERENCE_ROOT / "sweeps" / "noise-width"
 
 @pytest.fixture(scope="module")
 def sweep():
-    from ddd_support.sweep_results import CORRECT_FILE, read_correct, read_sweep
+    from ddd_support.sweeps.results import CORRECT_FILE, read_correct, read_sweep
 
     spec, table, epochs, record = read_sweep(SWEEP)  # validates the rises against the per-image record
     return spec, table, epochs, record, read_correct(SWEEP / CORRECT_FILE)
 
 
 def test_the_reference_sweep_is_its_committed_spec_complete(sweep):
-    from ddd_support.sweep import expand, load_spec
+    from ddd_support.sweeps.spec import expand, load_spec
 
     spec, table, epochs, record, _ = sweep
     assert spec == load_spec(REFERENCE_ROOT.parent / "experiments" / "sweeps" / "noise-width.yaml")
@@ -238,7 +238,7 @@ def _by(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_chapter_07_the_rise_grows_with_noise_at_every_width(sweep):
-    from ddd_support.sweep_results import rise_difference, sweep_findings
+    from ddd_support.sweeps.results import rise_difference, sweep_findings
 
     _, table, _, _, correct = sweep
     for widths in table["widths"].unique():
@@ -250,7 +250,7 @@ def test_chapter_07_without_noise_error_falls_with_width_and_the_widest_does_not
     t = _by(sweep[1])
     clean = t[t["noise_rate"] == 0].sort_values("width")
     assert (np.diff(1 - clean["final_test_acc"].to_numpy()) < 0).all()
-    from ddd_support.sweep_results import sweep_findings
+    from ddd_support.sweeps.results import sweep_findings
     gap = sweep_findings(sweep[1], sweep[4])["clean_gap"]
     assert gap.startswith("widest minus narrowest, end of training: -") and "to -" in gap   # interval below 0
     assert clean.iloc[-1]["rise_outcome"] == "no detectable change"
@@ -266,7 +266,7 @@ def test_chapter_07_with_noise_width_64_ends_worse_than_both_ends(sweep):
 
 
 def test_chapter_07_memorisation_and_the_model_wise_peak(sweep):
-    from ddd_support.sweep_results import width_peaks
+    from ddd_support.sweeps.results import width_peaks
 
     _, table, _, _, correct = sweep
     t = _by(table)

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from ddd_support import data
-from ddd_support.data import (CLASSES, CifarArrays, channel_stats, load_cifar10, normalize,
+from ddd_support.data import cifar as data
+from ddd_support.data.cifar import (CLASSES, CifarArrays, channel_stats, load_cifar10, normalize,
                               stratified_indices, to_float_tensor)
 from ddd_support.errors import DataError
 

@@ -14,9 +14,9 @@ from matplotlib.collections import PolyCollection  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from ddd_support import figures as fg  # noqa: E402
+from ddd_support.figures import runs as fg
 from ddd_support.analysis.phases import detect_phases  # noqa: E402
-from ddd_support.data import CLASSES  # noqa: E402
+from ddd_support.data.cifar import CLASSES  # noqa: E402
 
 EPOCHS = np.arange(0, 61)
 

@@ -6,10 +6,10 @@ import copy
 import pytest
 import torch
 
-from ddd_support.graphstep import StackedTrainer
+from ddd_support.train.stacked import StackedTrainer
 from ddd_support.models import model_from_config
-from ddd_support.schedule import lr_at, set_lr
-from ddd_support.training import batch_order, make_optimizer, prepare_data, train_one_epoch
+from ddd_support.train.schedule import lr_at, set_lr
+from ddd_support.train.driver import batch_order, make_optimizer, prepare_data, train_one_epoch
 
 from .conftest import tiny_config
 

@@ -10,7 +10,7 @@ from ddd_support.analysis.large_activation import (correlate, correlation_ci, co
                                                    dominant_neuron, emergence_epoch,
                                                    large_activation_table, largest_layer,
                                                    reference_magnitude)
-from ddd_support.analysis.rundata import RunData
+from ddd_support.runs.reader import RunData
 
 N_PROBE = 1000
 PLANTED = 2                                    # the outlier neuron of layer 1

@@ -4,10 +4,11 @@ import torch
 
 from ddd_support.errors import ConfigError
 from ddd_support.models import model_from_config
-from ddd_support.multiseed import SeedBatch, parse_vary, train_seeds, variant_configs
-from ddd_support.recording import METRIC_COLUMNS, TIMING_COLUMNS, load_checkpoint
-from ddd_support.schedule import lr_at, set_lr
-from ddd_support.training import batch_order, make_optimizer, prepare_data, train, train_one_epoch
+from ddd_support.train.batch import SeedBatch, parse_vary, train_seeds, variant_configs
+from ddd_support.runs.checkpoints import load_checkpoint
+from ddd_support.runs.schema import METRIC_COLUMNS, TIMING_COLUMNS
+from ddd_support.train.schedule import lr_at, set_lr
+from ddd_support.train.driver import batch_order, make_optimizer, prepare_data, train, train_one_epoch
 
 from .conftest import tiny_config
 

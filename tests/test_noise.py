@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from ddd_support.errors import ConfigError
-from ddd_support.noise import NoisyLabels, symmetric_noise, transition_matrix
+from ddd_support.data.noise import NoisyLabels, symmetric_noise, transition_matrix
 
 LABELS = np.repeat(np.arange(10), 100)
 

@@ -4,7 +4,7 @@ import pytest
 
 from ddd_support.config import MODELS, PROFILES
 from ddd_support.errors import ConfigError
-from ddd_support.parameters import (ParameterError, as_choice_list, as_mapping, as_seed_list,
+from ddd_support.book.parameters import (ParameterError, as_choice_list, as_mapping, as_seed_list,
                                     as_str_list, check_choice, check_str, check_number, check_overrides)
 
 

@@ -9,7 +9,7 @@ import pytest
 from ddd_support.analysis.large_activation import (best_correlations, candidate_layer, large_activation_exists,
                                                    per_image_ratio, per_image_table, persistent_from,
                                                    random_neuron_correlations)
-from ddd_support.analysis.rundata import RunData
+from ddd_support.runs.reader import RunData
 
 N_PROBE, WIDTH, PLANTED = 400, 64, 7
 

@@ -8,14 +8,14 @@ import pytest
 
 from ddd_support.analysis.ablation import ablate_neuron, ablation_for, stored_ablation
 from ddd_support.analysis.large_activation import correlation_table, large_activation_table
-from ddd_support.analysis.rundata import load_run
+from ddd_support.runs.reader import load_run
 from ddd_support.analysis.separation import layer_separation, separation_table
 from ddd_support.analysis.claims import claim_counts
 from ddd_support.analysis.tables import summary_tables
 from ddd_support.errors import CheckpointError, ConfigError, RunDirError
-from ddd_support.reference import export_reference, thin_epochs, write_reference_index
-from ddd_support.runner import reference_runs, runs_for
-from ddd_support.training import train
+from ddd_support.book.reference import export_reference, thin_epochs, write_reference_index
+from ddd_support.book.chapters import reference_runs, runs_for
+from ddd_support.train.driver import train
 
 from .conftest import tiny_config, write_image_folder
 

@@ -8,7 +8,7 @@ import pytest
 
 from ddd_support.analysis.phases import detect_phases
 from ddd_support.analysis.regeneralisation import (fit_and_end_windows, noisy_fit_epoch, post_fit_change)
-from ddd_support.analysis.rundata import RunData
+from ddd_support.runs.reader import RunData
 
 N_TEST = 2000
 

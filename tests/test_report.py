@@ -12,13 +12,13 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from ddd_support.analysis.report import analyze  # noqa: E402
-from ddd_support.analysis.rundata import find_runs, load_run, load_runs  # noqa: E402
+from ddd_support.book.report import analyze  # noqa: E402
+from ddd_support.runs.reader import find_runs, load_run, load_runs  # noqa: E402
 from ddd_support.cli import main  # noqa: E402
 from ddd_support.config import TrainConfig  # noqa: E402
-from ddd_support.data import CifarArrays  # noqa: E402
+from ddd_support.data.cifar import CifarArrays  # noqa: E402
 from ddd_support.errors import RunDirError  # noqa: E402
-from ddd_support.training import train  # noqa: E402
+from ddd_support.train.driver import train  # noqa: E402
 
 EPOCHS = 4
 

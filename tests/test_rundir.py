@@ -17,15 +17,16 @@ import pandas as pd
 import pytest
 from filelock import FileLock
 
-from ddd_support import recording
-from ddd_support.analysis.rundata import load_run
-from ddd_support.async_checkpoint import AsyncCheckpointer
+from ddd_support import files
+from ddd_support.runs import checkpoints
+from ddd_support.runs.reader import load_run
+from ddd_support.runs.async_checkpoint import AsyncCheckpointer
 from ddd_support.cli import main
 from ddd_support.config import snapshot_epochs
 from ddd_support.errors import CheckpointError, ConfigError, DDDError, DiskFullError, RunDirError, TrainingDiverged
-from ddd_support.multiseed import train_seeds
-from ddd_support.recording import METRIC_COLUMNS, TIMING_COLUMNS
-from ddd_support.training import train
+from ddd_support.train.batch import train_seeds
+from ddd_support.runs.schema import METRIC_COLUMNS, TIMING_COLUMNS
+from ddd_support.train.driver import train
 
 from .conftest import REPO, interrupt_after_checkpoint, tiny_config
 
@@ -61,8 +62,8 @@ RACE_SCRIPT = textwrap.dedent("""
     import torch
     torch.set_num_threads(1)
     from conftest import synthetic_images, tiny_config
-    from ddd_support import training
-    from ddd_support.data import CifarArrays
+    from ddd_support.train import driver as training
+    from ddd_support.data.cifar import CifarArrays
 
     y = np.repeat(np.arange(10), 30); yt = np.repeat(np.arange(10), 10)
     arrays = CifarArrays(synthetic_images(y, 0), y, synthetic_images(yt, 1), yt, "synthetic")
@@ -188,7 +189,7 @@ def test_an_interrupted_run_resumes_with_its_checksums_intact(tmp_path, syntheti
     resumed = load_run(run).metrics  # verified against checksums.json
     pd.testing.assert_frame_equal(resumed[DETERMINISTIC], reference[DETERMINISTIC], check_exact=True)
     assert json.loads((run / "checksums.json").read_text())["metrics.csv"] == [
-        recording.file_sha256(run / "metrics.csv")]
+        files.file_sha256(run / "metrics.csv")]
 
 
 # --------------------------------------------------------------------------- checkpoint index
@@ -198,7 +199,7 @@ def test_a_deleted_checkpoint_index_is_rebuilt_from_the_checkpoint_files(tmp_pat
     interrupt_after_checkpoint(monkeypatch, cfg, tmp_path / "b", synthetic_arrays, epoch=4)
     run = run_dir_of(tmp_path / "b")
     (run / "checkpoint.json").unlink()
-    import ddd_support.training as training
+    import ddd_support.train.driver as training
 
     trained = []
     real_epoch = training.train_one_epoch
@@ -218,7 +219,7 @@ def test_checkpoint_files_that_fail_their_crc_are_not_used_to_rebuild_the_index(
         payload[_largest_member_data_offset(f) + 5] ^= 0x55  # in tensor data: torch.load alone would not notice
         f.write_bytes(bytes(payload))
     with pytest.raises(CheckpointError, match="none of checkpoint_e00004.pt, checkpoint_e00003.pt is intact"):
-        recording.load_checkpoint(run)
+        checkpoints.load_checkpoint(run)
 
 
 # --------------------------------------------------------------------------- clear errors
@@ -274,7 +275,7 @@ class BackgroundCheckpointer(AsyncCheckpointer):
 
 def test_a_full_disk_during_a_background_checkpoint_is_one_clear_error(tmp_path, synthetic_arrays, monkeypatch,
                                                                        capsys):
-    monkeypatch.setattr("ddd_support.rundir.AsyncCheckpointer", BackgroundCheckpointer)
+    monkeypatch.setattr("ddd_support.runs.recorder.AsyncCheckpointer", BackgroundCheckpointer)
     real_mkstemp = tempfile.mkstemp
 
     def full_for_late_checkpoints(*args, prefix="", **kwargs):
@@ -282,7 +283,7 @@ def test_a_full_disk_during_a_background_checkpoint_is_one_clear_error(tmp_path,
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_mkstemp(*args, prefix=prefix, **kwargs)
 
-    monkeypatch.setattr(recording.tempfile, "mkstemp", full_for_late_checkpoints)
+    monkeypatch.setattr(files.tempfile, "mkstemp", full_for_late_checkpoints)
     with pytest.raises(DiskFullError) as info:
         train(tiny_config(epochs=6), tmp_path, synthetic_arrays)
     message = str(info.value)
@@ -290,8 +291,8 @@ def test_a_full_disk_during_a_background_checkpoint_is_one_clear_error(tmp_path,
     assert "No space left on device" in message and "Free some disk space and run the same command again" in message
     assert "Traceback" not in capsys.readouterr().err, "nothing printed from the checkpoint thread"
     run = run_dir_of(tmp_path)
-    assert recording.load_checkpoint(run)["epoch"] == 2, "the checkpoints written before are intact"
-    monkeypatch.setattr(recording.tempfile, "mkstemp", real_mkstemp)
+    assert checkpoints.load_checkpoint(run)["epoch"] == 2, "the checkpoints written before are intact"
+    monkeypatch.setattr(files.tempfile, "mkstemp", real_mkstemp)
     monkeypatch.setenv("DDD_LOCK_TIMEOUT", "0")  # the failed run released its lock
     train(tiny_config(epochs=6), tmp_path, synthetic_arrays)
     assert load_run(run).status == "complete"
@@ -305,7 +306,7 @@ def test_a_full_disk_is_a_one_line_message_from_the_command_line(image_root, tmp
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_mkstemp(*args, dir=dir, **kwargs)
 
-    monkeypatch.setattr(recording.tempfile, "mkstemp", full_under_runs)
+    monkeypatch.setattr(files.tempfile, "mkstemp", full_under_runs)
     assert main(["train", "--out", str(tmp_path / "runs"), *TINY_CLI]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: cannot write") and "Free some disk space" in err

@@ -6,7 +6,7 @@ import torch
 from ddd_support.config import (PROFILES, RESUME_INSENSITIVE_KEYS, TrainConfig, get_profile,
                                 parse_overrides, resume_insensitive_keys)
 from ddd_support.errors import ConfigError
-from ddd_support.schedule import lr_at, set_lr
+from ddd_support.train.schedule import lr_at, set_lr
 
 from .conftest import tiny_config
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ddd_support.analysis.rundata import RunData
+from ddd_support.runs.reader import RunData
 from ddd_support.analysis.separation import (cosine_similarity, layer_separation,
                                              separation_summary, separation_table)
 

@@ -15,10 +15,11 @@ import pytest
 
 from ddd_support.cli import main
 from ddd_support.errors import ConfigError, RunDirError
-from ddd_support.recording import TIMING_COLUMNS, read_json
-from ddd_support.sweep import SweepSpec, expand, load_spec, point_name, spec_from_arguments, sweep_spec_with
-from ddd_support.sweep_exec import estimated_cost, task_groups
-from ddd_support.sweep_results import (CORRECT_FILE, SWEEP_TABLE, image_rise, overfitting_rise, read_sweep,
+from ddd_support.files import read_json
+from ddd_support.runs.schema import TIMING_COLUMNS
+from ddd_support.sweeps.spec import SweepSpec, expand, load_spec, point_name, spec_from_arguments, sweep_spec_with
+from ddd_support.sweeps.execute import estimated_cost, task_groups
+from ddd_support.sweeps.results import (CORRECT_FILE, SWEEP_TABLE, image_rise, overfitting_rise, read_sweep,
                                        rise_difference, sweep_findings, width_peak)
 
 from .conftest import REPO, write_image_folder
@@ -402,8 +403,8 @@ def _fake_sweep(tmp_path: Path, grid: dict | None = None) -> Path:
     """A finished sweep's files written by the real writers from planted correctness."""
     import yaml
 
-    from ddd_support.recording import atomic_savez, atomic_write_json
-    from ddd_support.sweep_results import CORRECT_FILE, EPOCH_TABLE, RECORD, RUN_COLUMNS, run_key
+    from ddd_support.files import atomic_savez, atomic_write_json
+    from ddd_support.sweeps.results import CORRECT_FILE, EPOCH_TABLE, RECORD, RUN_COLUMNS, run_key
 
     spec = SweepSpec.from_dict({**SPEC, "grid": grid or {"noise_rate": [0.3], "model": ["mlp3"]}})
     (point,) = {r.point for r in expand(spec)}

@@ -11,12 +11,13 @@ import pandas as pd
 import pytest
 import torch
 
-from ddd_support import recording
+from ddd_support.runs import checkpoints
 from ddd_support.config import TrainConfig, snapshot_epochs
 from ddd_support.errors import CheckpointError, RunDirError, TrainingDiverged
 from ddd_support.models import model_from_config
-from ddd_support.recording import METRIC_COLUMNS, TIMING_COLUMNS, load_checkpoint
-from ddd_support.training import prepare_data, train
+from ddd_support.runs.checkpoints import load_checkpoint
+from ddd_support.runs.schema import METRIC_COLUMNS, TIMING_COLUMNS
+from ddd_support.train.driver import prepare_data, train
 
 from .conftest import REPO, interrupt_after_checkpoint, tiny_config
 
@@ -113,7 +114,7 @@ def test_clean_halves_are_disjoint_clean_and_as_large_as_the_noisy_group(tmp_pat
 
 
 def test_per_image_test_correctness_reproduces_test_accuracy(tmp_path, synthetic_arrays):
-    from ddd_support.recording import read_test_correct
+    from ddd_support.runs.schema import read_test_correct
 
     run = train(tiny_config(), tmp_path, synthetic_arrays)
     correct = read_test_correct(run)
@@ -171,7 +172,7 @@ def test_run_directory_of_another_config_is_refused_and_kept(tmp_path, synthetic
 
 def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, synthetic_arrays):
     run = train(tiny_config(), tmp_path, synthetic_arrays)
-    latest = run / recording.checkpoint_name(6)
+    latest = run / checkpoints.checkpoint_name(6)
     latest.write_bytes(latest.read_bytes()[:100])
     with pytest.warns(UserWarning, match="damaged"):
         state = load_checkpoint(run)
@@ -190,7 +191,7 @@ def test_resume_after_damaged_checkpoint_still_reproduces_the_run(tmp_path, synt
     cfg = tiny_config(epochs=6)
     reference = metrics(train(cfg, tmp_path / "a", synthetic_arrays))
     run = train(tiny_config(epochs=4), tmp_path / "b", synthetic_arrays)
-    latest = run / recording.checkpoint_name(4)
+    latest = run / checkpoints.checkpoint_name(4)
     latest.write_bytes(b"garbage")
     with pytest.warns(UserWarning):
         resumed = metrics(train(cfg, tmp_path / "b", synthetic_arrays))
@@ -206,8 +207,8 @@ KILL_SCRIPT = textwrap.dedent("""
     import sys, numpy as np
     sys.path.insert(0, {tests!r})
     from conftest import tiny_config, synthetic_images
-    from ddd_support.data import CifarArrays
-    from ddd_support.training import train
+    from ddd_support.data.cifar import CifarArrays
+    from ddd_support.train.driver import train
     y = np.repeat(np.arange(10), 30); yt = np.repeat(np.arange(10), 10)
     arrays = CifarArrays(synthetic_images(y, 0), y, synthetic_images(yt, 1), yt, "synthetic")
     import torch; torch.set_num_threads(2)
@@ -241,7 +242,7 @@ def test_sigkilled_run_resumes_to_identical_metrics(tmp_path, synthetic_arrays):
 def test_resume_between_checkpoints_redoes_the_epochs_after_the_last_one(tmp_path, synthetic_arrays, monkeypatch):
     cfg = tiny_config(epochs=8, checkpoint_every=3)
     reference = metrics(train(cfg, tmp_path / "a", synthetic_arrays))
-    real_end_epoch = __import__("ddd_support.training", fromlist=["RunRecorder"]).RunRecorder.end_epoch
+    real_end_epoch = __import__("ddd_support.train.driver", fromlist=["RunRecorder"]).RunRecorder.end_epoch
 
     def crash_after_epoch_7(self, epoch, *args, **kwargs):
         row = real_end_epoch(self, epoch, *args, **kwargs)
@@ -249,7 +250,7 @@ def test_resume_between_checkpoints_redoes_the_epochs_after_the_last_one(tmp_pat
             raise KeyboardInterrupt
         return row
 
-    monkeypatch.setattr("ddd_support.training.RunRecorder.end_epoch", crash_after_epoch_7)
+    monkeypatch.setattr("ddd_support.train.driver.RunRecorder.end_epoch", crash_after_epoch_7)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, tmp_path / "b", synthetic_arrays)
     monkeypatch.undo()

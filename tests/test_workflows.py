@@ -82,7 +82,7 @@ def test_book_workflow_deploys_the_html_with_the_official_pages_actions():
 
 
 def test_book_workflow_takes_the_repository_from_the_actions_context():
-    from ddd_support.book import REPOSITORY_URL_ENV
+    from ddd_support.book.run import REPOSITORY_URL_ENV
 
     env = load("book.yml")["jobs"]["build"]["env"]
     assert env[REPOSITORY_URL_ENV] == "${{ github.server_url }}/${{ github.repository }}"

@@ -1,9 +1,9 @@
 """Analyses of recorded runs: phases, clean/noisy separation, the large activation, ablation.
 
 Every function reads a run directory (``rundata``) or the tables derived from it and
-returns numbers or pandas tables; figures live in ``ddd_support.figures``.
+returns numbers or pandas tables; figures live in ``ddd_support.figures.runs``.
 """
 
-from .rundata import RunData, find_runs, load_run, load_runs
+from ddd_support.runs.reader import RunData, find_runs, load_run, load_runs
 
 __all__ = ["RunData", "find_runs", "load_run", "load_runs"]

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .stats import FAILS, HOLDS, NOT_TESTABLE, Interval, outcome, seed_interval, verdict
-from .summary import RunSummary
+from ddd_support.analysis.stats import FAILS, HOLDS, NOT_TESTABLE, Interval, outcome, seed_interval, verdict
+from ddd_support.analysis.summary import RunSummary
 
 #: The claims, in the order the book lists them: id -> statement.
 CLAIMS: dict[str, str] = {

@@ -21,7 +21,7 @@ import pandas as pd
 from scipy import stats
 
 if TYPE_CHECKING:
-    from .rundata import RunData
+    from ddd_support.runs.reader import RunData
 
 Reference = Literal["median_nonzero", "second", "median"]
 #: How each reference reads in a sentence ("top neuron / <this>").
@@ -203,7 +203,7 @@ def _most_correlated_class(activation: np.ndarray, labels: np.ndarray, n_classes
 
 
 def _class_name(cls: int) -> str:
-    from ..data import CLASSES
+    from ddd_support.data.cifar import CLASSES
 
     return CLASSES[cls] if 0 <= cls < len(CLASSES) else str(cls)
 

@@ -48,7 +48,7 @@ from scipy.signal import find_peaks
 
 
 if TYPE_CHECKING:
-    from .rundata import RunData
+    from ddd_support.runs.reader import RunData
 
 
 @dataclass(frozen=True)

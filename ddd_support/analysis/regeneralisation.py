@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .phases import test_set_size
-from .stats import Interval, outcome, paired_change, unpaired_change
+from ddd_support.analysis.phases import test_set_size
+from ddd_support.analysis.stats import Interval, outcome, paired_change, unpaired_change
 
 if TYPE_CHECKING:
-    from .rundata import RunData
+    from ddd_support.runs.reader import RunData
 
 #: Defaults of the definition above.
 FIT_LEVEL, WINDOW, END_FRACTION = 0.99, 5, 0.1

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import pandas as pd
 
-from ..errors import RunDirError
+from ddd_support.errors import RunDirError
 
 if TYPE_CHECKING:
-    from .rundata import RunData
+    from ddd_support.runs.reader import RunData
 
 NOISY_KEYS = {"true": "mean_noisy", "noisy": "mean_noisy_by_noisy"}
 
@@ -143,7 +143,7 @@ def index_table(run: "RunData", exclude_top: int = 0) -> pd.DataFrame:
 
 def layer_index(table: pd.DataFrame) -> pd.DataFrame:
     """Class means per (epoch, layer) of an ``index_table``, with a t interval of the index over classes."""
-    from .stats import class_interval
+    from ddd_support.analysis.stats import class_interval
 
     rows = []
     for (epoch, layer), g in table.groupby(["epoch", "layer"]):
@@ -161,7 +161,7 @@ def depth_trend(table: pd.DataFrame) -> dict[str, float]:
     index :math:`s` at the first and last snapshots; also the last layer's index at the last
     snapshot (``outer``), each with a t interval over the classes.
     """
-    from .stats import class_interval
+    from ddd_support.analysis.stats import class_interval
 
     first, last = table["epoch"].min(), table["epoch"].max()
     top = table["layer"].max()

@@ -12,16 +12,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .large_activation import (DOMINANCE_MIN, GROWTH_MIN, best_correlations, candidate_layer,
+from ddd_support.analysis.large_activation import (DOMINANCE_MIN, GROWTH_MIN, best_correlations, candidate_layer,
                                correlation_table, large_activation_table, largest_layer,
                                neuron_activation, per_image_table, persistent_from,
                                random_neuron_correlations)
-from .phases import detect_phases, test_set_size
-from .regeneralisation import post_fit_change, window_change
-from .rundata import RunData
-from .separation import (depth_trend, index_table, layer_index, layer_separation, separation_summary,
+from ddd_support.analysis.phases import detect_phases, test_set_size
+from ddd_support.analysis.regeneralisation import post_fit_change, window_change
+from ddd_support.runs.reader import RunData
+from ddd_support.analysis.separation import (depth_trend, index_table, layer_index, layer_separation, separation_summary,
                          separation_table)
-from .stats import percentile_rank
+from ddd_support.analysis.stats import percentile_rank
 
 
 @dataclass
@@ -53,7 +53,7 @@ class RunSummary:
 
 def summarise_run(run: RunData, threshold: float = 100.0, ablation: pd.DataFrame | None = None) -> RunSummary:
     """Compute every per-run quantity once (``ablation``: an ``ablation_table`` of the run, if any)."""
-    from .ablation import ablation_summary
+    from ddd_support.analysis.ablation import ablation_summary
 
     phases = detect_phases(run.metrics, n_test=test_set_size(run)).as_dict()
     index = index_table(run)

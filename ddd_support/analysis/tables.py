@@ -13,19 +13,19 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ..recording import atomic_write_text
-from .claims import claims_from, claims_over_seeds
-from .phases import PHASE_FIELDS
-from .summary import RunSummary, summarise_run
+from ddd_support.files import atomic_write_text
+from ddd_support.analysis.claims import claims_from, claims_over_seeds
+from ddd_support.analysis.phases import PHASE_FIELDS
+from ddd_support.analysis.summary import RunSummary, summarise_run
 
 if TYPE_CHECKING:
-    from .rundata import RunData
+    from ddd_support.runs.reader import RunData
 
 
 def summarise_runs(runs: list["RunData"], threshold: float = 100.0,
                    ablations: dict[tuple[str, int], pd.DataFrame] | None = None) -> list[RunSummary]:
     """``summarise_run`` of each run; its ablation from ``ablations[(model, seed)]`` or the table stored with it."""
-    from .ablation import stored_ablation
+    from ddd_support.analysis.ablation import stored_ablation
 
     ablations = ablations or {}
     return [summarise_run(r, threshold, ablations.get((r.model, r.seed), stored_ablation(r))) for r in runs]

@@ -48,8 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ddd_support.sweep import load_spec
-    from ddd_support.sweep_exec import run_sweep_command
+    from ddd_support.sweeps.spec import load_spec
+    from ddd_support.sweeps.execute import run_sweep_command
 
     from ddd_support.errors import DDDError
 

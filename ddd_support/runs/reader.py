@@ -1,4 +1,4 @@
-"""Load a run directory (schema in ``ddd_support.recording``) into one validated object."""
+"""Load a run directory (schema in ``ddd_support.runs.schema``) into one validated object."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from ..config import MODELS, model_widths
-from ..errors import RunDirError
-from ..recording import READABLE_SCHEMAS, epoch_ranges, read_json, read_metrics, read_npz, read_test_correct
-from ..rundir import SNAPSHOT_DIR, snapshot_epochs_on_disk, snapshot_file
+from ddd_support.config import MODELS, model_widths
+from ddd_support.errors import RunDirError
+from ddd_support.files import read_json
+from ddd_support.runs.schema import READABLE_SCHEMAS, epoch_ranges, read_metrics, read_npz, read_test_correct
+from ddd_support.runs.recorder import SNAPSHOT_DIR, snapshot_epochs_on_disk, snapshot_file
 
 #: What to do about a damaged or changed file of a finished run.
 READ_ADVICE = "Restore the file from a copy, or delete the run directory and train the run again."

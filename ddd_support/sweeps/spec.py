@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from .config import MODELS, TrainConfig, coerce_value, get_profile, parse_overrides
-from .errors import ConfigError
+from ddd_support.config import MODELS, TrainConfig, coerce_value, get_profile, parse_overrides
+from ddd_support.errors import ConfigError
 
 #: Axes that name the run inside a point rather than the point.
 RUN_AXES: tuple[str, ...] = ("model", "seed")

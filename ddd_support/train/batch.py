@@ -20,7 +20,7 @@ epoch's wall time, so sums over runs stay wall time.
 
 Runs that differ in a value need separate output roots when they share a seed (a run directory
 is named by profile, model and seed): ``train_seeds(cfgs, outs)`` takes one root per run, and
-``python -m ddd_support.multiseed ... --vary noise_rate=0.0,0.1 --out ROOT`` puts each value
+``python -m ddd_support.train.batch ... --vary noise_rate=0.0,0.1 --out ROOT`` puts each value
 under ``ROOT/noise_rate0.1/...``.
 """
 
@@ -39,15 +39,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import data as data_mod
-from .config import MODELS, TrainConfig, get_profile, parse_overrides
-from .errors import ConfigError, DDDError
-from .graphstep import StackedTrainer
-from .models import MLP, model_from_config
-from .recording import run_directory
-from .rundir import RunRecorder
-from .schedule import lr_at, set_lr
-from .training import (PreparedData, apply_runtime_settings, autocast_dtype, batch_order, begin_run,
+from ddd_support.data import cifar as data_mod
+from ddd_support.config import MODELS, TrainConfig, get_profile, parse_overrides
+from ddd_support.errors import ConfigError, DDDError
+from ddd_support.train.stacked import StackedTrainer
+from ddd_support.models import MLP, model_from_config
+from ddd_support.runs.schema import run_directory
+from ddd_support.runs.recorder import RunRecorder
+from ddd_support.train.schedule import lr_at, set_lr
+from ddd_support.train.driver import (PreparedData, apply_runtime_settings, autocast_dtype, batch_order, begin_run,
                        check_subset_sizes, make_optimizer, prepare_run, record_epoch, resolve_device, train)
 
 #: Config keys whose values may differ between the runs of one batch (the rest must be equal).
@@ -272,8 +272,8 @@ def parse_vary(items: list[str] | None) -> dict[str, list]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m ddd_support.multiseed``: like ``train --batched-seeds``, plus ``--vary``."""
-    p = argparse.ArgumentParser(prog="python -m ddd_support.multiseed",
+    """``python -m ddd_support.train.batch``: like ``train --batched-seeds``, plus ``--vary``."""
+    p = argparse.ArgumentParser(prog="python -m ddd_support.train.batch",
                                 description="Train a profile's models with several seeds and value variants "
                                             "batched into one computation per model (stacked, a CUDA graph on CUDA).")
     p.add_argument("--profile", default="smoke")
@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs", help="root folder (each variant in its own subfolder)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
-    from .runner import is_complete
+    from ddd_support.train.runner import is_complete
 
     try:
         overrides = parse_overrides(args.overrides)

@@ -19,8 +19,8 @@ from typing import Sequence
 
 import torch
 
-from .config import LR_SCHEDULES, TrainConfig
-from .errors import ConfigError
+from ddd_support.config import LR_SCHEDULES, TrainConfig
+from ddd_support.errors import ConfigError
 
 
 def lr_at(cfg: TrainConfig, epoch: int) -> float:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .models import MLP
-from .noise import NoisyLabels
+from ddd_support.models import MLP
+from ddd_support.data.noise import NoisyLabels
 
 GROUP_CLEAN, GROUP_NOISY, GROUP_TEST = 0, 1, 2
 #: Clean-half membership in ``labels.npz`` ``clean_half``: not drawn, half A, half B.

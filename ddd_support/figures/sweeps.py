@@ -8,8 +8,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-from .figures import MAX_WIDTH, OKABE_ITO, epoch_axis, outside_legend, styled
-from .sweep_results import with_width
+from ddd_support.figures.runs import MAX_WIDTH, OKABE_ITO, epoch_axis, outside_legend, styled
+from ddd_support.sweeps.results import with_width
 
 #: One colour per noise rate (ordered light to dark is not colour-blind safe; these are).
 NOISE_COLORS: tuple[str, ...] = (OKABE_ITO["black"], OKABE_ITO["sky blue"], OKABE_ITO["bluish green"],

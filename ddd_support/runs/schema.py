@@ -1,4 +1,4 @@
-"""Run directories: atomic writes, the on-disk schema, provenance and checkpoints.
+"""Run directories: the on-disk schema (every file name, written down once), its readers, provenance.
 
 Schema of one run directory (``<out>/<profile>/<model>/seed<seed>/``), version 2
 -------------------------------------------------------------------------------
@@ -80,25 +80,19 @@ per-image and random-neuron probe arrays, and its class means are over the probe
 
 from __future__ import annotations
 
-import datetime as _dt
-import errno
-import hashlib
 import io
-import json
 import os
 import platform
 import subprocess
-import tempfile
-import warnings
-import zipfile
-import zlib
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
 
-from .errors import CheckpointError, DiskFullError, RunDirError
+from ddd_support.errors import RunDirError
+from ddd_support.files import (NPZ_ERRORS, atomic_write, atomic_write_json, file_sha256, read_json,
+                               sha256_of)
 
 SCHEMA_VERSION = 2
 #: Schema versions ``analysis.load_run`` reads (training resumes only ``SCHEMA_VERSION``).
@@ -116,80 +110,24 @@ METRICS_FILE = "metrics.csv"
 CHECKSUM_FILE = "checksums.json"
 #: The names ``atomic_write`` gives its temp files: ``.NAME.<random>.tmp`` beside NAME.
 TEMP_GLOB = ".*.tmp"
-#: Exceptions ``np.load`` raises on a damaged archive (some only when a member is read).
-NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 # --------------------------------------------------------------------------- atomic writes
-def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], None]) -> None:
-    """Write a file through ``write(fileobj)`` to a temp file, fsync, then rename into place.
-
-    A full disk (or quota) raises ``DiskFullError``, which says what to do.
-    """
-    path = Path(path)
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
-            raise DiskFullError(f"cannot write {path}: {exc.strerror}. Free some disk space and run the "
-                                "same command again (a training run resumes from its last checkpoint; "
-                                "every file written before is intact)") from None
-        raise
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write(path, lambda f: f.write(text.encode()))
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
-def atomic_savez(path: str | os.PathLike, compress: bool = True, **arrays: np.ndarray) -> None:
-    """Atomically write an ``.npz`` archive (compressed unless ``compress=False``)."""
-    save = np.savez_compressed if compress else np.savez
-    atomic_write(path, lambda f: save(f, **arrays))
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj)}")
 
 
-def read_json(path: str | os.PathLike) -> dict[str, Any]:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RunDirError(f"cannot read {path}: {exc}") from None
 
 
 # --------------------------------------------------------------------------- checksums
-def sha256_of(payload: bytes) -> str:
-    return hashlib.sha256(payload).hexdigest()
 
 
-def file_sha256(path: str | os.PathLike) -> str | None:
-    """The SHA-256 of a file's bytes; None if it does not exist."""
-    try:
-        return sha256_of(Path(path).read_bytes())
-    except FileNotFoundError:
-        return None
 
 
 def write_checksums(run_dir: Path, digests: dict[str, list[str]]) -> None:
@@ -363,7 +301,7 @@ def provenance(device: str) -> dict[str, Any]:
     """Versions and environment facts recorded with every run."""
     import torch
 
-    from . import __version__
+    from ddd_support import __version__
 
     return {
         "package_version": __version__,
@@ -389,119 +327,16 @@ def _git_commit() -> str | None:
         return None
 
 
-def now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 # --------------------------------------------------------------------------- checkpoints
-CHECKPOINT_INDEX = "checkpoint.json"
-KEEP_CHECKPOINTS = 2
 
 
-def checkpoint_name(epoch: int) -> str:
-    return f"checkpoint_e{epoch:05d}.pt"
 
 
-def save_checkpoint(run_dir: Path, state: dict[str, Any], epoch: int) -> None:
-    """Atomically write a checkpoint, list it in the index, keep only the newest two.
-
-    At every instant the index names only complete files, so a kill at any point
-    leaves a loadable checkpoint behind.
-    """
-    import torch
-
-    buffer = io.BytesIO()
-    torch.save({**state, "epoch": epoch}, buffer)
-    payload = buffer.getvalue()
-    name = checkpoint_name(epoch)
-    atomic_write(run_dir / name, lambda f: f.write(payload))
-    index_path = run_dir / CHECKPOINT_INDEX
-    entries = read_json(index_path).get("checkpoints", []) if index_path.exists() else []
-    entries = [e for e in entries if e["epoch"] < epoch]
-    entries.append({"epoch": epoch, "file": name, "sha256": hashlib.sha256(payload).hexdigest()})
-    kept, dropped = entries[-KEEP_CHECKPOINTS:], entries[:-KEEP_CHECKPOINTS]
-    atomic_write_json(index_path, {"checkpoints": kept})
-    for entry in dropped:
-        (run_dir / entry["file"]).unlink(missing_ok=True)
 
 
-def load_checkpoint(run_dir: Path, map_location: str = "cpu") -> dict[str, Any] | None:
-    """The newest intact checkpoint, falling back to the previous one; None if there is none.
-
-    A missing or unreadable index is rebuilt from the checkpoint files themselves
-    (``rebuild_checkpoint_index``).
-    """
-    import torch
-
-    run_dir = Path(run_dir)
-    index_path = run_dir / CHECKPOINT_INDEX
-    try:
-        entries = read_json(index_path).get("checkpoints", []) if index_path.exists() else None
-    except RunDirError:
-        entries = None
-    if entries is None:
-        return rebuild_checkpoint_index(run_dir, map_location)
-    problems = []
-    for entry in reversed(entries):
-        path = run_dir / entry["file"]
-        if not path.exists():
-            problems.append(f"{path.name} is missing")
-            continue
-        payload = path.read_bytes()
-        if hashlib.sha256(payload).hexdigest() != entry["sha256"]:
-            problems.append(f"{path.name} is damaged (checksum mismatch)")
-            continue
-        state = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=False)
-        if problems:
-            warnings.warn(f"{'; '.join(problems)}; resuming from {path.name} (epoch {state['epoch']})")
-        return state
-    raise CheckpointError(
-        f"no intact checkpoint in {run_dir}: {'; '.join(problems) or 'the index lists none'}. "
-        f"Delete {run_dir} (or train with another --out) to start this run again.")
 
 
-def rebuild_checkpoint_index(run_dir: Path, map_location: str = "cpu") -> dict[str, Any] | None:
-    """Write ``checkpoint.json`` anew from the checkpoint files that are intact; return the newest state.
-
-    A file counts as intact if every member passes its zip CRC-32 check (``torch.save`` writes
-    them), it loads, and it holds the epoch its name says. None if there is no checkpoint file;
-    a CheckpointError if there are files but none is intact.
-    """
-    files = sorted(run_dir.glob("checkpoint_e*.pt"), reverse=True)
-    if not files:
-        return None
-    intact: list[tuple[dict[str, Any], dict[str, Any]]] = []
-    for path in files:
-        state = _verified_checkpoint(path, map_location)
-        if state is not None:
-            intact.append(({"epoch": int(state["epoch"]), "file": path.name,
-                            "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}, state))
-        if len(intact) == KEEP_CHECKPOINTS:
-            break
-    if not intact:
-        raise CheckpointError(f"{run_dir / CHECKPOINT_INDEX} is missing or unreadable and none of "
-                              f"{', '.join(f.name for f in files)} is intact. Delete {run_dir} (or train with "
-                              "another --out) to start this run again.")
-    atomic_write_json(run_dir / CHECKPOINT_INDEX, {"checkpoints": [entry for entry, _ in reversed(intact)]})
-    warnings.warn(f"{run_dir / CHECKPOINT_INDEX} was missing or unreadable: rebuilt from "
-                  f"{', '.join(entry['file'] for entry, _ in intact)} (checked by their CRC-32 checksums "
-                  f"and by loading); resuming from epoch {intact[0][0]['epoch']}")
-    return intact[0][1]
 
 
-def _verified_checkpoint(path: Path, map_location: str) -> dict[str, Any] | None:
-    """The state in checkpoint file ``path`` if it passes its CRC checks, loads and names its epoch; else None."""
-    import torch
-
-    try:
-        payload = path.read_bytes()
-        with zipfile.ZipFile(io.BytesIO(payload)) as archive:
-            if archive.testzip() is not None:
-                return None
-        state = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=False)
-    except Exception:  # any failure to read or unpickle means: not intact
-        return None
-    epoch = path.stem.removeprefix("checkpoint_e")
-    if not isinstance(state, dict) or not epoch.isdigit() or state.get("epoch") != int(epoch):
-        return None
-    return state

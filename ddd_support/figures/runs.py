@@ -19,13 +19,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator, PercentFormatter
 
-from .analysis.large_activation import REFERENCE_NAMES, reference_magnitude
-from .data import CLASSES
-from .recording import SPLITS
+from ddd_support.analysis.large_activation import REFERENCE_NAMES, reference_magnitude
+from ddd_support.data.cifar import CLASSES
+from ddd_support.runs.schema import SPLITS
 
 if TYPE_CHECKING:
-    from .analysis.phases import Phases
-    from .analysis.rundata import RunData
+    from ddd_support.analysis.phases import Phases
+    from ddd_support.runs.reader import RunData
 
 #: Okabe & Ito (2008) colour-blind-safe palette.
 OKABE_ITO: dict[str, str] = {

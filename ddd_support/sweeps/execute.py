@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .recording import now_iso, read_json
-from .sweep import SweepPoint, SweepSpec, expand, run_root
+from ddd_support.files import now_iso, read_json
+from ddd_support.sweeps.spec import SweepPoint, SweepSpec, expand, run_root
 
 
 @dataclass
@@ -35,7 +35,7 @@ class SweepOutcome:
 @functools.lru_cache(maxsize=2)
 def _worker_arrays(root: str | None, source: str):
     """CIFAR-10 once per worker process (decoded-array cache on disk, then memory)."""
-    from .data import load_cifar10
+    from ddd_support.data.cifar import load_cifar10
 
     return load_cifar10(root, source, progress=False)
 
@@ -58,8 +58,8 @@ def _worker_device(configured: str) -> str:
 
 def train_task(configs: list[dict[str, Any]], outs: list[str], batched: bool = False) -> list[str]:
     """One Dask task: train (or resume, or skip) the given runs; returns their run directories."""
-    from .config import TrainConfig
-    from .runner import train_group
+    from ddd_support.config import TrainConfig
+    from ddd_support.train.runner import train_group
 
     cfgs = [TrainConfig.from_dict({**c, "device": _worker_device(c.get("device", "auto"))}) for c in configs]
     load = lambda: _worker_arrays(cfgs[0].data_root, cfgs[0].data_source)  # noqa: E731
@@ -181,8 +181,8 @@ def run_sweep_command(spec: SweepSpec, out: str | os.PathLike, scheduler: str | 
 
     from filelock import FileLock
 
-    from .sweep import sweep_dir
-    from .sweep_results import write_sweep_record
+    from ddd_support.sweeps.spec import sweep_dir
+    from ddd_support.sweeps.results import write_sweep_record
 
     out = Path(out).resolve()
     t0, started = time.perf_counter(), now_iso()
@@ -224,8 +224,8 @@ def run_sweep_command(spec: SweepSpec, out: str | os.PathLike, scheduler: str | 
 
 def _previous_invocations(folder: Path) -> list[dict[str, Any]]:
     """The invocations ``sweep.json`` already records (none if it is missing or unreadable)."""
-    from .errors import DDDError
-    from .sweep_results import RECORD
+    from ddd_support.errors import DDDError
+    from ddd_support.sweeps.results import RECORD
 
     try:
         return read_json(folder / RECORD).get("invocations", []) if (folder / RECORD).exists() else []

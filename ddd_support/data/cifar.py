@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from filelock import FileLock
 
-from .errors import DataError
-from .recording import atomic_savez
+from ddd_support.errors import DataError
+from ddd_support.files import atomic_savez
 
 log = logging.getLogger("ddd_support")
 

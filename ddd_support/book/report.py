@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .large_activation import dominant_neuron, emergence_epoch, large_activation_table, largest_layer
-from .phases import Phases
-from ..noise import transition_matrix
-from .rundata import RunData, load_run
-from .separation import layer_separation, separation_table
-from .summary import summarise_run
+from ddd_support.analysis.large_activation import dominant_neuron, emergence_epoch, large_activation_table, largest_layer
+from ddd_support.analysis.phases import Phases
+from ddd_support.data.noise import transition_matrix
+from ddd_support.runs.reader import RunData, load_run
+from ddd_support.analysis.separation import layer_separation, separation_table
+from ddd_support.analysis.summary import summarise_run
 
 FIGURE_DIR = "figures"
 
@@ -21,8 +21,8 @@ FIGURE_DIR = "figures"
 def analyze(run_dir: str | os.PathLike | RunData, write_figures: bool = True,
             threshold: float = 100.0) -> str:
     """The summaries and verdicts of a run as text; with ``write_figures`` also PNGs in ``<run_dir>/figures/``."""
-    from .ablation import stored_ablation
-    from .claims import claims_from
+    from ddd_support.analysis.ablation import stored_ablation
+    from ddd_support.analysis.claims import claims_from
 
     run = run_dir if isinstance(run_dir, RunData) else load_run(run_dir)
     summary = summarise_run(run, threshold, stored_ablation(run))
@@ -59,7 +59,7 @@ def write_run_figures(run: RunData, phases: Phases, sep: pd.DataFrame, table: pd
     """Write the standard figures of one run as PNGs into ``<run>/figures/``; returns their paths."""
     import matplotlib.pyplot as plt
 
-    from .. import figures as fg
+    from ddd_support.figures import runs as fg
 
     layer = int(corr.attrs["layer"])
     made = {

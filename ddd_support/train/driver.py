@@ -17,15 +17,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import data as data_mod
-from .config import TrainConfig
-from .errors import ConfigError, TrainingDiverged
-from .evaluation import four_way_evaluation
-from .models import MLP, model_from_config
-from .noise import NoisyLabels, symmetric_noise
-from .rundir import RunRecorder, state_is_complete
-from .schedule import lr_at, set_lr
-from .snapshots import (GROUP_TEST, HALF_A, HALF_B, N_RANDOM_NEURONS, Probe, choose_random_neurons,
+from ddd_support.data import cifar as data_mod
+from ddd_support.config import TrainConfig
+from ddd_support.errors import ConfigError, TrainingDiverged
+from ddd_support.train.evaluation import four_way_evaluation
+from ddd_support.models import MLP, model_from_config
+from ddd_support.data.noise import NoisyLabels, symmetric_noise
+from ddd_support.runs.recorder import RunRecorder, state_is_complete
+from ddd_support.train.schedule import lr_at, set_lr
+from ddd_support.train.snapshots import (GROUP_TEST, HALF_A, HALF_B, N_RANDOM_NEURONS, Probe, choose_random_neurons,
                         group_class_means, input_statistics, principal_components, probe_statistics,
                         select_probe, split_clean_halves)
 

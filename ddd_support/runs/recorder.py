@@ -24,14 +24,12 @@ import pandas as pd
 import torch
 from filelock import FileLock, Timeout
 
-from .async_checkpoint import AsyncCheckpointer
-from .config import TrainConfig, resume_insensitive_keys, snapshot_epochs
-from .errors import ConfigError, RunDirError
-from .recording import (CHECKPOINT_INDEX, METRICS_FILE, SCHEMA_VERSION, TEMP_GLOB, TEST_CORRECT_FILE,
-                        atomic_savez, atomic_write, atomic_write_json, config_differences, encode_test_correct,
-                        file_sha256, load_checkpoint, metrics_text, now_iso, provenance, read_json,
-                        read_metrics, read_npz, read_test_correct, run_directory, save_checkpoint, sha256_of,
-                        write_checksums)
+from ddd_support.runs.async_checkpoint import AsyncCheckpointer
+from ddd_support.config import TrainConfig, resume_insensitive_keys, snapshot_epochs
+from ddd_support.errors import ConfigError, RunDirError
+from ddd_support.files import (atomic_savez, atomic_write, atomic_write_json, file_sha256, now_iso, read_json, sha256_of)
+from ddd_support.runs.checkpoints import CHECKPOINT_INDEX, load_checkpoint, save_checkpoint
+from ddd_support.runs.schema import (METRICS_FILE, SCHEMA_VERSION, TEMP_GLOB, TEST_CORRECT_FILE, config_differences, encode_test_correct, metrics_text, provenance, read_metrics, read_npz, read_test_correct, run_directory, write_checksums)
 
 log = logging.getLogger("ddd_support")
 

@@ -25,14 +25,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .errors import RunDirError
-from .recording import METRIC_COLUMNS, atomic_savez, atomic_write_json, atomic_write_text, now_iso, provenance, read_json
-from .config import TrainConfig, resume_insensitive_keys
-from .rundir import state_is_complete
-from .sweep import SweepPoint, SweepSpec, expand, load_spec, run_root, sweep_dir
+from ddd_support.errors import RunDirError
+from ddd_support.files import atomic_savez, atomic_write_json, atomic_write_text, now_iso, read_json
+from ddd_support.runs.schema import METRIC_COLUMNS, provenance
+from ddd_support.config import TrainConfig, resume_insensitive_keys
+from ddd_support.runs.recorder import state_is_complete
+from ddd_support.sweeps.spec import SweepPoint, SweepSpec, expand, load_spec, run_root, sweep_dir
 
 if TYPE_CHECKING:
-    from .analysis.rundata import RunData
+    from ddd_support.runs.reader import RunData
 
 SWEEP_TABLE, EPOCH_TABLE, RECORD = "sweep.csv", "sweep_epochs.csv", "sweep.json"
 #: Per-image test correctness of every run (bit-packed), so the rise can be checked on read.
@@ -55,7 +56,7 @@ def overfitting_rise(correct: np.ndarray, end_fraction: float = END_FRACTION) ->
     ``correct``: (epochs + 1, n_test) per-image correctness from epoch 0. Returns the best epoch,
     the rise (in accuracy points as a fraction), its paired interval and its outcome.
     """
-    from .analysis.stats import outcome, paired_change
+    from ddd_support.analysis.stats import outcome, paired_change
 
     correct = np.asarray(correct, dtype=float)
     if correct.ndim != 2 or correct.shape[0] < 3 or correct.shape[1] < 4:
@@ -86,9 +87,9 @@ def image_rise(correct: np.ndarray, end_fraction: float = END_FRACTION) -> np.nd
 
 def run_row(run_point: SweepPoint, run: "RunData") -> dict[str, Any]:
     """One row of ``sweep.csv``: the varied values, final metrics, rise, phases and claims."""
-    from .analysis.claims import CLAIMS, claims_from
-    from .analysis.stats import NOT_TESTABLE
-    from .analysis.summary import summarise_run
+    from ddd_support.analysis.claims import CLAIMS, claims_from
+    from ddd_support.analysis.stats import NOT_TESTABLE
+    from ddd_support.analysis.summary import summarise_run
 
     run_dir = run.path
     if run.status != "complete":
@@ -117,8 +118,8 @@ def run_row(run_point: SweepPoint, run: "RunData") -> dict[str, Any]:
                           "sweeps need runs recorded by this version")
     row.update(overfitting_rise(correct))
     if cfg.noise_rate == 0:   # no noisy samples: phases only, the claims about them are not testable
-        from .analysis.phases import detect_phases
-        from .analysis.regeneralisation import post_fit_change
+        from ddd_support.analysis.phases import detect_phases
+        from ddd_support.analysis.regeneralisation import post_fit_change
 
         phases, post_fit, claims = detect_phases(m, n_test=row["n_test"]).as_dict(), post_fit_change(run), None
     else:
@@ -148,8 +149,8 @@ def sweep_tables(spec: SweepSpec, out: str | Path
                  ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray], list[str]]:
     """``sweep.csv``, ``sweep_epochs.csv`` and per-image correctness of every complete run of ``spec``
     whose recorded configuration is the spec's; the run directories that hold another are listed last."""
-    from .analysis.rundata import load_run
-    from .recording import config_differences, run_directory
+    from ddd_support.runs.reader import load_run
+    from ddd_support.runs.schema import config_differences, run_directory
 
     rows, curves, correct, mismatched = [], [], {}, []
     for r in expand(spec):
@@ -286,7 +287,7 @@ def rise_difference(table: pd.DataFrame, correct: dict[str, np.ndarray], widths:
     Both runs score the same test images, so the difference is paired over the half-B images:
     each image's rise in one run minus its rise in the other (``image_rise``).
     """
-    from .analysis.stats import paired_change
+    from ddd_support.analysis.stats import paired_change
 
     one_run_per_point(table)
     runs = {}
@@ -302,7 +303,7 @@ def rise_difference(table: pd.DataFrame, correct: dict[str, np.ndarray], widths:
 
 def one_run_per_point(table: pd.DataFrame) -> None:
     """The comparisons across points take one model and one seed per point; a ConfigError otherwise."""
-    from .errors import ConfigError
+    from ddd_support.errors import ConfigError
 
     if table["model"].nunique() > 1 or table.groupby("point").size().max() > 1:
         raise ConfigError("this view compares one run per point (one model, one seed); the sweep has "
@@ -313,7 +314,7 @@ def one_run_per_point(table: pd.DataFrame) -> None:
 
 def peak_short(peaks: pd.DataFrame) -> str:
     """Where the model-wise peak holds, in a few words."""
-    from .analysis.stats import HOLDS
+    from ddd_support.analysis.stats import HOLDS
 
     held = peaks.loc[peaks["verdict"] == HOLDS, "noise_rate"]
     rest = peaks.loc[peaks["verdict"] != HOLDS, "noise_rate"]
@@ -325,8 +326,8 @@ def peak_short(peaks: pd.DataFrame) -> str:
 
 def peak_sentence(peaks: pd.DataFrame) -> str:
     """Where the model-wise peak of final test error holds, with its paired differences."""
-    from .analysis.claims import interval_text
-    from .analysis.stats import HOLDS
+    from ddd_support.analysis.claims import interval_text
+    from ddd_support.analysis.stats import HOLDS
 
     held = peaks[peaks["verdict"] == HOLDS]
     if held.empty:
@@ -342,7 +343,7 @@ def peak_sentence(peaks: pd.DataFrame) -> str:
 def sweep_findings(table: pd.DataFrame, correct: dict[str, np.ndarray]) -> dict[str, str]:
     """Sentences about a noise-rate x width sweep, generated from its table and per-image record
     (one model and one seed per point)."""
-    from .analysis.claims import interval_text
+    from ddd_support.analysis.claims import interval_text
 
     if table.empty:
         raise RunDirError("the sweep has no complete run yet; finish it with the sweep command")
@@ -381,7 +382,7 @@ def sweep_findings(table: pd.DataFrame, correct: dict[str, np.ndarray]) -> dict[
     clean_final = with_width(clean).sort_values("width")
     out["clean_by_width"] = ", ".join(f"{r.width}: {1 - r.final_test_acc:.1%}" for r in clean_final.itertuples())
     if len(clean_final) > 1:
-        from .analysis.stats import paired_change
+        from ddd_support.analysis.stats import paired_change
 
         narrow, wide = (correct[run_key(r.point, r.model, r.seed)] for r in
                         (clean_final.iloc[0], clean_final.iloc[-1]))
@@ -417,7 +418,7 @@ def width_peak(table: pd.DataFrame, correct: dict[str, np.ndarray], noise_rate: 
     runs score the same test subset). The peak *holds* when it is an intermediate width whose
     error exceeds both ends' beyond their intervals.
     """
-    from .analysis.stats import FAILS, HOLDS, NOT_TESTABLE, paired_change
+    from ddd_support.analysis.stats import FAILS, HOLDS, NOT_TESTABLE, paired_change
 
     one_run_per_point(table)
     rows = with_width(table[np.isclose(table["noise_rate"], noise_rate)])

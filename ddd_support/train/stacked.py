@@ -29,8 +29,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from .models import MLP
-from .schedule import set_group_lr
+from ddd_support.models import MLP
+from ddd_support.train.schedule import set_group_lr
 
 #: Warm-up steps before capture (cuBLAS handles, autograd and allocator state); undone afterwards.
 WARMUP_STEPS = 2

@@ -41,11 +41,11 @@ from typing import Any, Iterable
 
 import yaml
 
-from .config import PROFILES
-from .reference import REFERENCE_INDEX, REFERENCE_ROOT, is_reference_root
+from ddd_support.config import PROFILES
+from ddd_support.book.reference import REFERENCE_INDEX, REFERENCE_ROOT, is_reference_root
 
 #: The project root: where ``_config.yml``, ``_toc.yml`` and ``book/`` live.
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 #: Parameters that choose which runs a chapter trains or reads: the analysis chapters get them
 #: only with ``fresh`` (otherwise they read the reference their parameters cell names).
 RUN_SELECTION = ("profile", "run_root", "seeds", "models", "overrides")

@@ -28,18 +28,18 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from .data import CifarArrays
+    from ddd_support.data.cifar import CifarArrays
 
-from .errors import RunDirError
-from .recording import (CHECKPOINT_INDEX, METRICS_FILE, TEST_CORRECT_FILE, atomic_savez, atomic_write_json,
-                        config_differences, file_sha256, now_iso, read_json, read_metrics, read_npz,
-                        read_test_correct, run_directory, write_checksums)
-from .rundir import snapshot_epochs_on_disk, snapshot_file
+from ddd_support.errors import RunDirError
+from ddd_support.files import atomic_savez, atomic_write_json, file_sha256, now_iso, read_json
+from ddd_support.runs.checkpoints import CHECKPOINT_INDEX
+from ddd_support.runs.schema import (METRICS_FILE, TEST_CORRECT_FILE, config_differences, read_metrics, read_npz, read_test_correct, run_directory, write_checksums)
+from ddd_support.runs.recorder import snapshot_epochs_on_disk, snapshot_file
 
 #: Folder of the reference's sweeps (``sweep --export reference/sweeps``).
 SWEEPS_DIR = "sweeps"
 #: The project's committed reference runs.
-REFERENCE_ROOT = Path(__file__).resolve().parent.parent / "reference"
+REFERENCE_ROOT = Path(__file__).resolve().parents[2] / "reference"
 #: The index file that marks a folder as a reference root.
 REFERENCE_INDEX = "reference.json"
 
@@ -134,8 +134,8 @@ def export_reference(run_dir: str | os.PathLike, dest: str | os.PathLike, max_sn
 
 def _store_ablation(source: Path, target: Path, cifar: "CifarArrays | None") -> dict:
     """Ablate the candidate layer's large-activation neuron (as chapter 05 does) and store it with the copy."""
-    from .analysis import load_run
-    from .analysis.ablation import (DEFAULT_MODE, DEFAULT_RANDOM, STORED_ABLATION, ablate_neuron,
+    from ddd_support.runs.reader import load_run
+    from ddd_support.analysis.ablation import (DEFAULT_MODE, DEFAULT_RANDOM, STORED_ABLATION, ablate_neuron,
                                     ablation_layer, write_stored_ablation)
 
     layer = ablation_layer(load_run(source))
@@ -152,8 +152,8 @@ def is_reference_root(path: str | os.PathLike) -> bool:
 
 def write_reference_index(dest: str | os.PathLike) -> Path:
     """Index every run under ``dest`` in ``dest/reference.json`` and write each profile's summary tables."""
-    from .analysis import find_runs, load_runs
-    from .analysis.tables import write_summary_tables
+    from ddd_support.runs.reader import find_runs, load_runs
+    from ddd_support.analysis.tables import write_summary_tables
 
     dest = Path(dest)
     runs = load_runs(find_runs(dest))
@@ -186,7 +186,7 @@ def write_reference_index(dest: str | os.PathLike) -> Path:
 
 def sweep_index(folder: Path) -> dict[str, dict]:
     """What each sweep under ``folder`` (``reference/sweeps``) holds and how it was made (validated)."""
-    from .sweep_results import read_sweep
+    from ddd_support.sweeps.results import read_sweep
 
     found = {}
     for record_file in sorted(folder.glob("*/sweep.json")):
@@ -211,11 +211,11 @@ def _train_command(run) -> str:
 
 def _overridden(run) -> list[str]:
     """Config keys of ``run`` that differ from its profile's values (empty: exactly the profile)."""
-    from .config import PROFILES
+    from ddd_support.config import PROFILES
 
     if run.profile not in PROFILES:
         return ["profile"]
-    from .config import TrainConfig
+    from ddd_support.config import TrainConfig
 
     expected = PROFILES[run.profile].config(run.model, run.seed).to_dict()
     recorded = TrainConfig.from_dict(run.config).to_dict()  # keys added since take their defaults
