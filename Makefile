@@ -22,7 +22,7 @@ book: install                        ## execute every chapter with papermill, th
 	$(PY) -m ddd_support.book --profile $(PROFILE) $(if $(FRESH),--fresh) $(BOOK_ARGS)
 
 browser-test: install                ## open every page of the built book (_build/html) in chromium
-	$(PY) -m pytest -q -m book tests/test_browser.py
+	$(PY) -m pytest -q -m book tests/book/test_browser.py
 
 lab: install                         ## JupyterLab, the .md chapters opening as notebooks (jupytext)
 	$(VENV)/bin/jupytext-config --settings-file $(VENV)/etc/jupyter/labconfig/default_setting_overrides.json \

@@ -1,7 +1,7 @@
 """The instrumented trainer: Adam + cross-entropy, four-way metrics every epoch, snapshots, resume.
 
 The training loop and what it measures live here; the run directory it records into (lock,
-validation, resume, files) is ``rundir.RunRecorder``'s concern.
+validation, resume, files) is ``runs.recorder.RunRecorder``'s concern.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -22,12 +21,9 @@ from ddd_support.config import TrainConfig
 from ddd_support.errors import ConfigError, TrainingDiverged
 from ddd_support.train.evaluation import four_way_evaluation
 from ddd_support.models import MLP, model_from_config
-from ddd_support.data.noise import NoisyLabels, symmetric_noise
 from ddd_support.runs.recorder import RunRecorder, state_is_complete
 from ddd_support.train.schedule import lr_at, set_lr
-from ddd_support.train.snapshots import (GROUP_TEST, HALF_A, HALF_B, N_RANDOM_NEURONS, Probe, choose_random_neurons,
-                        group_class_means, input_statistics, principal_components, probe_statistics,
-                        select_probe, split_clean_halves)
+from ddd_support.train.prepare import PreparedData, check_subset_sizes, prepare_data, take_snapshot
 
 __all__ = ["DIVERGENCE_FACTOR", "PreparedData", "RunRecorder", "apply_runtime_settings", "autocast_dtype",
            "batch_order", "begin_run", "check_subset_sizes", "loss_limit", "make_optimizer", "prepare_data",
@@ -59,77 +55,10 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-@dataclass
-class PreparedData:
-    """One run's data on its device: normalised inputs, labels, noise, probe set."""
-
-    x_train: torch.Tensor
-    x_test: torch.Tensor
-    y_noisy: torch.Tensor
-    y_true: torch.Tensor
-    noisy_mask: torch.Tensor
-    y_test: torch.Tensor
-    labels: NoisyLabels
-    train_indices: np.ndarray
-    test_indices: np.ndarray
-    probe: Probe
-    x_probe: torch.Tensor
-    probe_inputs: dict[str, np.ndarray]
-    mean: np.ndarray
-    std: np.ndarray
-    source: str
-    clean_half: np.ndarray
-    random_neurons: list[np.ndarray]
-    train_groups: dict[str, tuple[torch.Tensor, torch.Tensor]]
-    test_groups: dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 
-def check_subset_sizes(cfg: TrainConfig, arrays: data_mod.CifarArrays) -> None:
-    """A ConfigError if ``n_train`` or ``n_test`` asks for more images than the data set has."""
-    for key, labels, split in (("n_train", arrays.y_train, "training"), ("n_test", arrays.y_test, "test")):
-        wanted = getattr(cfg, key)
-        if wanted is not None and wanted > len(labels):
-            raise ConfigError(f"{key}={wanted} is more than the {len(labels)} {split} images of the data set "
-                              f"({arrays.source}); use {key}={len(labels)} or {key}=None for all of them")
 
 
-def prepare_data(cfg: TrainConfig, arrays: data_mod.CifarArrays, device: torch.device) -> PreparedData:
-    """Subset, noise, normalise and move to ``device`` what ``cfg`` asks for."""
-    check_subset_sizes(cfg, arrays)
-    train_idx = data_mod.stratified_indices(arrays.y_train, cfg.n_train, cfg.subset_seed)
-    test_idx = data_mod.stratified_indices(arrays.y_test, cfg.n_test, cfg.subset_seed + 1)
-    x_train_u8, x_test_u8 = arrays.x_train[train_idx], arrays.x_test[test_idx]
-    y_test = arrays.y_test[test_idx]
-    labels = symmetric_noise(arrays.y_train[train_idx], cfg.noise_rate, cfg.resolved_noise_seed,
-                             exact_per_class=cfg.noise_exact_per_class)
-    mean, std = data_mod.channel_stats(x_train_u8)
-    x_train = data_mod.normalize(data_mod.to_float_tensor(x_train_u8), mean, std)
-    x_test = data_mod.normalize(data_mod.to_float_tensor(x_test_u8), mean, std)
-    probe = select_probe(labels, y_test, cfg.probe_per_class, seed=cfg.resolved_noise_seed)
-    clean_half = split_clean_halves(labels, seed=cfg.resolved_noise_seed)
-    components, pixel_mean = principal_components(x_train_u8, seed=cfg.subset_seed)
-    is_test = probe.group == GROUP_TEST
-    probe_u8 = np.where(is_test[:, None, None, None], x_test_u8[np.where(is_test, probe.index, 0)],
-                        x_train_u8[np.where(is_test, 0, probe.index)])
-    x_probe = torch.where(torch.as_tensor(is_test)[:, None], x_test[np.where(is_test, probe.index, 0)],
-                          x_train[np.where(is_test, 0, probe.index)])
-    as_long = lambda a: torch.as_tensor(a, dtype=torch.long, device=device)  # noqa: E731
-    as_bool = lambda a: torch.as_tensor(a, dtype=torch.bool, device=device)  # noqa: E731
-    y_true, y_noisy, mask = as_long(labels.original), as_long(labels.noisy), as_bool(labels.mask)
-    train_groups = {"clean": (y_true, ~mask), "clean_a": (y_true, as_bool(clean_half == HALF_A)),
-                    "clean_b": (y_true, as_bool(clean_half == HALF_B)), "noisy": (y_true, mask),
-                    "noisy_by_noisy": (y_noisy, mask)}
-    test_groups = {"test": (as_long(y_test), as_bool(np.ones(len(y_test), dtype=bool)))}
-    return PreparedData(
-        x_train=x_train.to(device), x_test=x_test.to(device),
-        y_noisy=as_long(labels.noisy), y_true=as_long(labels.original),
-        noisy_mask=torch.as_tensor(labels.mask, device=device), y_test=as_long(y_test),
-        labels=labels, train_indices=train_idx, test_indices=test_idx, probe=probe,
-        x_probe=x_probe.to(device), probe_inputs=input_statistics(probe_u8, components, pixel_mean),
-        mean=mean, std=std, source=arrays.source, clean_half=clean_half,
-        random_neurons=choose_random_neurons(cfg.widths, N_RANDOM_NEURONS, cfg.seed),
-        train_groups=train_groups, test_groups=test_groups,
-    )
 
 
 def batch_order(n: int, order_seed: int, epoch: int) -> torch.Tensor:
@@ -268,13 +197,3 @@ def _evaluate(model: MLP, d: PreparedData, cfg: TrainConfig, epoch: int, train_l
             "eval_seconds": time.perf_counter() - t0}, correct
 
 
-def take_snapshot(model: MLP, d: PreparedData, cfg: TrainConfig) -> dict[str, np.ndarray]:
-    """Every array of one snapshot: class means over all images by group, and the probe statistics."""
-    arrays = probe_statistics(model, d.x_probe, cfg.top_k, d.random_neurons)
-    for x, groups in ((d.x_train, d.train_groups), (d.x_test, d.test_groups)):
-        means, counts = group_class_means(model, x, groups, cfg.eval_batch_size)
-        for group, per_layer in means.items():
-            arrays[f"count_{group}"] = counts[group]
-            for layer, mean in enumerate(per_layer, start=1):
-                arrays[f"l{layer}_mean_{group}"] = mean
-    return arrays

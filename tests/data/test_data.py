@@ -7,7 +7,7 @@ from ddd_support.data.cifar import (CLASSES, CifarArrays, channel_stats, load_ci
                               stratified_indices, to_float_tensor)
 from ddd_support.errors import DataError
 
-from .conftest import SHARED_CIFAR, write_image_folder
+from tests.conftest import SHARED_CIFAR, write_image_folder
 
 
 @pytest.fixture(autouse=True)

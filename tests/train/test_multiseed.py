@@ -10,7 +10,7 @@ from ddd_support.runs.schema import METRIC_COLUMNS, TIMING_COLUMNS
 from ddd_support.train.schedule import lr_at, set_lr
 from ddd_support.train.driver import batch_order, make_optimizer, prepare_data, train, train_one_epoch
 
-from .conftest import tiny_config
+from tests.conftest import tiny_config
 
 DETERMINISTIC = [c for c in METRIC_COLUMNS if c not in TIMING_COLUMNS]
 

@@ -22,7 +22,7 @@ from ddd_support.sweeps.execute import estimated_cost, task_groups
 from ddd_support.sweeps.results import (CORRECT_FILE, SWEEP_TABLE, image_rise, overfitting_rise, read_sweep,
                                        rise_difference, sweep_findings, width_peak)
 
-from .conftest import REPO, write_image_folder
+from tests.conftest import REPO, write_image_folder
 
 SPEC = {"name": "grid", "profile": "smoke",
         "set": {"n_train": 60, "n_test": 40, "epochs": 4, "probe_per_class": 1, "checkpoint_every": 1},

@@ -17,7 +17,7 @@ from ddd_support.book import run as book_runner
 from ddd_support.cli import build_parser
 from ddd_support.sweeps.spec import expand, load_spec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: Commands cheap enough to run for real (seconds, no data, no training).
 RUN = {("ddd_support", "profiles"), ("ddd_support", "--version"), ("ddd_support.book", "--help")}
 

@@ -17,7 +17,7 @@ from ddd_support.book.reference import export_reference, thin_epochs, write_refe
 from ddd_support.book.chapters import reference_runs, runs_for
 from ddd_support.train.driver import train
 
-from .conftest import tiny_config, write_image_folder
+from tests.conftest import tiny_config, write_image_folder
 
 
 def test_thinning_keeps_first_and_last_and_at_most_the_count():

@@ -19,7 +19,7 @@ from ddd_support.runs.checkpoints import load_checkpoint
 from ddd_support.runs.schema import METRIC_COLUMNS, TIMING_COLUMNS
 from ddd_support.train.driver import prepare_data, train
 
-from .conftest import REPO, interrupt_after_checkpoint, tiny_config
+from tests.conftest import REPO, interrupt_after_checkpoint, tiny_config
 
 DETERMINISTIC = [c for c in METRIC_COLUMNS if c not in TIMING_COLUMNS]
 

@@ -13,7 +13,7 @@ from ddd_support.analysis.stats import FAILS, HOLDS, NOT_TESTABLE, VERDICTS
 from ddd_support.analysis.summary import summarise_run
 from ddd_support.train.driver import train
 
-from .conftest import tiny_config
+from tests.conftest import tiny_config
 
 
 def test_first_epoch_at_finds_the_first_crossing_or_none():

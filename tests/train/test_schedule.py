@@ -8,7 +8,7 @@ from ddd_support.config import (PROFILES, RESUME_INSENSITIVE_KEYS, TrainConfig, 
 from ddd_support.errors import ConfigError
 from ddd_support.train.schedule import lr_at, set_lr
 
-from .conftest import tiny_config
+from tests.conftest import tiny_config
 
 
 def test_the_constant_schedule_keeps_lr_every_epoch():

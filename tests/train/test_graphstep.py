@@ -11,7 +11,7 @@ from ddd_support.models import model_from_config
 from ddd_support.train.schedule import lr_at, set_lr
 from ddd_support.train.driver import batch_order, make_optimizer, prepare_data, train_one_epoch
 
-from .conftest import tiny_config
+from tests.conftest import tiny_config
 
 CPU = torch.device("cpu")
 TOL = dict(rtol=1e-5, atol=1e-6)
