@@ -23,12 +23,17 @@ def synthetic_images(labels: np.ndarray, seed: int) -> np.ndarray:
     return np.clip(patterns[labels] + noise, 0, 255).astype(np.uint8)
 
 
-@pytest.fixture(scope="session")
-def synthetic_arrays() -> CifarArrays:
+def synthetic_cifar() -> CifarArrays:
+    """300 training and 100 test images of the ten classes, learnable (``synthetic_images``)."""
     y_train = np.repeat(np.arange(10), 30)
     y_test = np.repeat(np.arange(10), 10)
     return CifarArrays(synthetic_images(y_train, 0), y_train, synthetic_images(y_test, 1), y_test,
                        source="synthetic")
+
+
+@pytest.fixture(scope="session")
+def synthetic_arrays() -> CifarArrays:
+    return synthetic_cifar()
 
 
 @pytest.fixture(autouse=True)
