@@ -9,9 +9,9 @@ Everything at the paper profile's size unless told otherwise (MLP7, 6 x 2048, ba
 CIFAR-10), for each precision (fp32, tf32), in one process, medians of ``--repeats``:
 
 * ``agreement`` (fp32): two models (lr and 2 lr) for one short epoch with a partial last batch, as a
-  CUDA graph, as the same step run eagerly, and each alone with ``train_one_epoch``: they must
+  CUDA graph, as the same step run eagerly, and each alone with the per-model engine: they must
   agree to floating-point tolerance (parameters within 1e-5 in relative L2 norm, losses 1e-4).
-* ``eager``: ``training.train_one_epoch`` (one MLP, fused Adam), per step.
+* ``eager``: one MLP, fused Adam, stepped eagerly by the per-model engine, per step.
 * ``graph_mlp``: the same step of one ``MLP`` module captured in a CUDA graph (fused capturable Adam).
 * ``stacked_graph`` k: ``graphstep.StackedTrainer`` with k models, the code path of
   ``train --batched-seeds`` on CUDA (k = 1 is what one seed would get); per step and per model-step.
@@ -63,8 +63,10 @@ from ddd_support.train.evaluation import four_way_evaluation  # noqa: E402
 from ddd_support.train.stacked import StackedTrainer  # noqa: E402
 from ddd_support.models import INPUT_DIM, N_CLASSES, model_from_config, parameter_count  # noqa: E402
 from ddd_support.runs.checkpoints import save_checkpoint  # noqa: E402
-from ddd_support.train.driver import (PreparedData, batch_order, make_optimizer, prepare_data,  # noqa: E402
-                                  resolve_device, train_one_epoch)
+from ddd_support.train.driver import batch_order, resolve_device  # noqa: E402
+from ddd_support.train.engine import Engine  # noqa: E402
+from ddd_support.train.optim import make_adam  # noqa: E402
+from ddd_support.train.prepare import PreparedData, prepare_data  # noqa: E402
 
 TARGETS = {"graph_over_eager_fp32": (">=", 1.6), "stacked_k4_epoch_per_seed_fp32": ("<=", 0.45),
            "achieved_over_floor_k4_fp32": (">=", 0.85), "paper_profile_estimate_s": ("<=", 540.0)}
@@ -139,12 +141,12 @@ def median_time(fn, device: torch.device, repeats: int) -> float:
 
 # --------------------------------------------------------------------------- variants
 def time_eager(cfg: TrainConfig, d: PreparedData, device: torch.device, steps: int, repeats: int) -> float:
-    """Seconds per step of ``train_one_epoch`` on one model."""
+    """Seconds per step of one model trained eagerly (the per-model engine, a group of one)."""
     free(device)  # what the previous measurement left cached
     model = model_from_config(cfg).to(device)
-    opt = make_optimizer(model, cfg, device)
-    order = torch.randperm(len(d.x_train))[:steps * cfg.batch_size]
-    return median_time(lambda: train_one_epoch(model, opt, d.x_train, d.y_noisy, order, cfg.batch_size, None),
+    engine = Engine([model], [cfg], device, stacked=False)
+    order = torch.randperm(len(d.x_train))[:steps * cfg.batch_size].to(device)
+    return median_time(lambda: engine.train_epoch(d.x_train, d.y_noisy[None], order[None], cfg.batch_size),
                        device, repeats) / steps
 
 
@@ -277,7 +279,7 @@ def time_checkpoint(cfg: TrainConfig, device: torch.device) -> dict[str, float]:
     """One checkpoint (weights + Adam state) written synchronously, and handed to AsyncCheckpointer."""
     free(device)  # what the previous measurement left cached
     model = model_from_config(cfg).to(device)
-    opt = make_optimizer(model, cfg, device)
+    opt = make_adam([{"params": list(model.parameters()), "lr": cfg.lr, "weight_decay": cfg.weight_decay}], device)
     with torch.no_grad():
         for p in model.parameters():
             p.grad = torch.zeros_like(p)
@@ -302,7 +304,7 @@ def time_checkpoint(cfg: TrainConfig, device: torch.device) -> dict[str, float]:
 
 def agreement(cfg: TrainConfig, d: PreparedData, device: torch.device, steps: int) -> dict:
     """One epoch of ``steps`` full batches plus a partial one, two models with learning rates lr and
-    2 lr: the stacked step as a CUDA graph, eagerly, and each model alone with ``train_one_epoch``;
+    2 lr: the stacked step as a CUDA graph, eagerly, and each model alone (the per-model engine);
     parameter differences (relative L2 norm over all parameters; the largest one in units of the
     larger lr, i.e. of Adam steps) and loss differences."""
     free(device)  # what the previous measurement left cached
@@ -314,7 +316,7 @@ def agreement(cfg: TrainConfig, d: PreparedData, device: torch.device, steps: in
     separate, losses = [], []
     for j, c in enumerate(cfgs):
         model = model_from_config(c).to(device)
-        losses.append(train_one_epoch(model, make_optimizer(model, c, device), x, y, orders[j], c.batch_size, None))
+        losses += Engine([model], [c], device, stacked=False).train_epoch(x, y[None], orders[j][None], c.batch_size)
         separate.append(model)
     variants["separate"] = (separate, losses)
     for name, graphs in (("stacked_eager", False), ("stacked_graph", True)):

@@ -1,4 +1,4 @@
-"""Timing of k seeds trained together (``multiseed.SeedBatch``) against k separate runs."""
+"""Timing of k seeds trained together (``train.engine.Engine``) against k separate runs."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import torch
 from ddd_support.data import cifar as data_mod  # noqa: E402
 from ddd_support.config import TrainConfig  # noqa: E402
 from ddd_support.models import model_from_config  # noqa: E402
-from ddd_support.train.batch import SeedBatch  # noqa: E402
-from ddd_support.train.driver import autocast_dtype, batch_order, make_optimizer, prepare_data  # noqa: E402
+from ddd_support.train.driver import batch_order  # noqa: E402
+from ddd_support.train.engine import Engine  # noqa: E402
+from ddd_support.train.prepare import prepare_data  # noqa: E402
 
 
 def time_seed_batch(cfg: TrainConfig, arrays: data_mod.CifarArrays, device: torch.device, k: int,
@@ -20,14 +21,14 @@ def time_seed_batch(cfg: TrainConfig, arrays: data_mod.CifarArrays, device: torc
     cfgs = [cfg.__class__.from_dict({**cfg.to_dict(), "seed": s}) for s in range(k)]
     data = [prepare_data(c, arrays, device) for c in cfgs]
     models = [model_from_config(c).to(device) for c in cfgs]
-    batch = SeedBatch(models, [make_optimizer(m, c, device) for m, c in zip(models, cfgs)], cfg, device)
+    batch = Engine(models, cfgs, device)
     x, ys = data[0].x_train, torch.stack([d.y_noisy for d in data])
     n = len(x)
-    batch.train_epoch(x, ys, torch.arange(cfg.batch_size).repeat(k, 1), cfg.batch_size, autocast_dtype(cfg))
+    batch.train_epoch(x, ys, torch.arange(cfg.batch_size).repeat(k, 1), cfg.batch_size)
     t0 = time.perf_counter()
     for epoch in range(1, epochs + 1):
         orders = torch.stack([batch_order(n, c.resolved_order_seed, epoch) for c in cfgs])
-        batch.train_epoch(x, ys, orders, cfg.batch_size, autocast_dtype(cfg))
+        batch.train_epoch(x, ys, orders, cfg.batch_size)
     return (time.perf_counter() - t0) / epochs
 
 

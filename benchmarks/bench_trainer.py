@@ -8,10 +8,10 @@ Run from the repository root, for example::
 All variants train the same model (same init) on the same data at the same batch size, and
 their repetitions are interleaved, so a busy machine slows them alike; medians are reported.
 
-* ``instrumented``: our trainer per epoch = ``train_one_epoch`` + ``four_way_evaluation`` +
+* ``instrumented``: our trainer per epoch = the engine's epoch (``train.engine.Engine``) + ``four_way_evaluation`` +
   metrics.csv write + checkpoint (every ``checkpoint_every`` epochs) + an activation snapshot
   weighted by the profile's snapshot rate over its full epoch count.
-* ``bare``: ``train_one_epoch`` alone (recording off).
+* ``bare``: the engine's epoch alone (recording off).
 * ``conventional``: ``benchmarks/conventional.py``, per-sample PIL decoding, DataLoader, default
   Adam, four evaluation loops (batch size as in training).
 * ``end_to_end``: ``training.train`` into a fresh folder, wall time / epochs (setup, epoch 0 and
@@ -52,9 +52,9 @@ from ddd_support.models import INPUT_DIM, N_CLASSES, model_from_config, paramete
 from ddd_support.files import atomic_savez, atomic_write_text  # noqa: E402
 from ddd_support.runs.checkpoints import save_checkpoint  # noqa: E402
 from ddd_support.runs.schema import METRIC_COLUMNS  # noqa: E402
-from ddd_support.train.driver import (PreparedData, apply_runtime_settings, autocast_dtype,  # noqa: E402
-                                  batch_order, make_optimizer, prepare_data, resolve_device,
-                                  take_snapshot, train, train_one_epoch)
+from ddd_support.train.driver import apply_runtime_settings, batch_order, resolve_device, train  # noqa: E402
+from ddd_support.train.engine import Engine  # noqa: E402
+from ddd_support.train.prepare import PreparedData, prepare_data, take_snapshot  # noqa: E402
 
 TARGETS = {"instrumented_over_bare": ("<=", 1.3), "ours_over_conventional": (">=", 2.0),
            "achieved_over_ceiling": (">=", 0.6)}
@@ -134,25 +134,24 @@ def sync(device: torch.device) -> None:
 
 # --------------------------------------------------------------------------- variants
 def warm_up(cfg: TrainConfig, d: PreparedData, device: torch.device) -> None:
-    """One step of each optimizer flavour: first calls import and allocate, outside the timings."""
+    """One step of our engine and of plain Adam: first calls import and allocate, outside the timings."""
     model = model_from_config(cfg).to(device)
-    for opt in (make_optimizer(model, cfg, device), torch.optim.Adam(model.parameters(), lr=cfg.lr)):
-        train_one_epoch(model, opt, d.x_train, d.y_noisy, torch.arange(cfg.batch_size), cfg.batch_size,
-                        autocast_dtype(cfg))
+    Engine([model], [cfg], device).train_epoch(d.x_train, d.y_noisy[None], torch.arange(cfg.batch_size)[None],
+                                               cfg.batch_size)
+    torch.optim.Adam(model.parameters(), lr=cfg.lr).step()
 
 
 def time_ours(cfg: TrainConfig, d: PreparedData, device: torch.device, epochs: int,
               instrumented: bool, run_dir: Path) -> dict[str, float]:
     """Seconds per epoch of our trainer, by component (only ``train`` when not instrumented)."""
     model = model_from_config(cfg).to(device)
-    opt = make_optimizer(model, cfg, device)
-    dtype = autocast_dtype(cfg)
+    engine = Engine([model], [cfg], device)
     parts = {"train": 0.0, "eval": 0.0, "snapshot": 0.0, "metrics_io": 0.0, "checkpoint": 0.0}
     rows = []
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         order = batch_order(len(d.x_train), cfg.resolved_order_seed, epoch)
-        loss = train_one_epoch(model, opt, d.x_train, d.y_noisy, order, cfg.batch_size, dtype)
+        [loss] = engine.train_epoch(d.x_train, d.y_noisy[None], order[None], cfg.batch_size)
         sync(device)
         t1 = time.perf_counter()
         parts["train"] += t1 - t0
@@ -168,7 +167,7 @@ def time_ours(cfg: TrainConfig, d: PreparedData, device: torch.device, epochs: i
         frame = pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
         atomic_write_text(run_dir / "metrics.csv", frame.to_csv(index=False, float_format="%.17g"))
         t4 = time.perf_counter()
-        save_checkpoint(run_dir, {"model": model.state_dict(), "optimizer": opt.state_dict()}, epoch)
+        save_checkpoint(run_dir, engine.checkpoint_state(0), epoch)
         t5 = time.perf_counter()
         for key, dt in (("eval", t2 - t1), ("snapshot", t3 - t2), ("metrics_io", t4 - t3), ("checkpoint", t5 - t4)):
             parts[key] += dt

@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", default="runs", help="root folder of run directories (default runs)")
     tr.add_argument("--batched-seeds", action="store_true",
                     help="train each model's seeds together as one batched computation (same results)")
+    tr.add_argument("--vary", action="append", metavar="KEY=V1,V2", default=[],
+                    help="also train these values side by side, each under OUT/KEYVALUE, e.g. --vary "
+                         "noise_rate=0.0,0.1 (several --vary: every combination; implies --batched-seeds)")
 
     sw = sub.add_parser("sweep", parents=[verbosity],
                         help="train a grid of runs on Dask (a spec file or --grid axes) and tabulate them",
@@ -156,9 +159,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ddd_support.train.runner import train_profile
+    from ddd_support.train.runner import parse_vary, train_profile
 
     overrides = parse_overrides(args.overrides)
+    vary = parse_vary(args.vary)
     if args.quiet:
         overrides["progress"] = False
     seeds = args.seed or [0]
@@ -166,7 +170,7 @@ def _train(args: argparse.Namespace) -> int:
     log.info("train: profile %s, model(s) %s, seed(s) %s, into %s", args.profile, ", ".join(models),
              ", ".join(map(str, seeds)), args.out)
     run_dirs = train_profile(args.profile, args.model, seeds, overrides, args.out,
-                             batched_seeds=args.batched_seeds)
+                             batched_seeds=args.batched_seeds, vary=vary)
     for run_dir in run_dirs:
         print(run_dir, flush=True)
     log.info("train: %d run(s) complete", len(run_dirs))

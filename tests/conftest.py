@@ -90,3 +90,18 @@ def interrupt_after_checkpoint(monkeypatch, cfg, out, arrays, epoch: int) -> Non
     with pytest.raises(KeyboardInterrupt):
         train(cfg, out, arrays)
     monkeypatch.undo()
+
+
+def epochs_alone(model, cfg: TrainConfig, x, y, orders, schedule: bool = False, first_epoch: int = 1,
+                 optimizer_state: dict | None = None, batch_size: int | None = None) -> list[float]:
+    """``model`` trained alone (the per-model engine, a group of one) for one epoch per order in
+    ``orders``; with ``schedule`` each epoch gets ``cfg``'s scheduled rate. Returns the epoch losses."""
+    from ddd_support.train.engine import Engine
+
+    engine = Engine([model], [cfg], x.device, [optimizer_state], stacked=False)
+    losses = []
+    for epoch, order in enumerate(orders, start=first_epoch):
+        if schedule:
+            engine.set_epoch(epoch)
+        losses += engine.train_epoch(x, y[None], order[None].to(x.device), batch_size or cfg.batch_size)
+    return losses

@@ -1,8 +1,8 @@
 """Running a sweep's runs on Dask distributed: an embedded ``LocalCluster`` or a running scheduler.
 
-Each task trains one run (or, with ``batched_seeds``, the seeds of one point and model together,
-``multiseed.train_seeds``) through ``training.train``, which resumes from the run's checkpoint
-and skips a complete run. A worker that dies mid-run has its task rescheduled by Dask (up to
+Each task trains one run (or, with ``batched_seeds``, the seeds of one point and model together)
+through ``train.driver.train_runs``, which resumes from the run's checkpoint and skips a
+complete run. A worker that dies mid-run has its task rescheduled by Dask (up to
 ``distributed.scheduler.allowed-failures`` times) on another worker, where it resumes from the
 last checkpoint; the run directory's lock keeps two processes from training one run at once.
 

@@ -17,9 +17,9 @@ position) is captured in a CUDA graph, with fused, capturable Adam and each lear
 device tensor, so a schedule changes it without a new capture. An epoch of n samples replays
 the batch-B graph n // B times and, if n % B > 0, a second graph captured for the remainder
 size: the last partial batch's loss is the mean over its own samples, exactly as in
-``training.train_one_epoch``. Elsewhere (and on CUDA with ``graphs=False``) the same step runs
+the per-model engine (``engine.Engine``). Elsewhere (and on CUDA with ``graphs=False``) the same step runs
 eagerly, which is how its numerics are tested on the CPU. Results match k separate runs to
-floating-point rounding, not bit for bit (``multiseed`` keeps the bit-identical CPU path).
+floating-point rounding, not bit for bit (the per-model engine keeps the bit-identical CPU path).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ddd_support.models import MLP
+from ddd_support.train.optim import load_run_states, make_adam
 from ddd_support.train.schedule import set_group_lr
 
 #: Warm-up steps before capture (cuBLAS handles, autograd and allocator state); undone afterwards.
@@ -40,7 +41,7 @@ class StackedTrainer:
     """Train k same-shaped MLPs as one stacked computation (a CUDA graph on CUDA).
 
     ``lrs`` and ``weight_decays``: one per model. ``optimizer_states``: optional per-model Adam
-    state dicts' ``state`` parts, in the format ``training.train`` checkpoints (resume).
+    state dicts' ``state`` parts, in a lone run's checkpoint format (``optim``; resume).
     ``graphs``: capture CUDA graphs (default: on CUDA; an error elsewhere).
     """
 
@@ -67,13 +68,10 @@ class StackedTrainer:
         weight_decays = list(weight_decays) if weight_decays is not None else [0.0] * self.k
         if len(lrs) != self.k or len(weight_decays) != self.k:
             raise ValueError(f"need {self.k} learning rates and weight decays")
-        fused = self.device.type in ("cuda", "cpu")
         groups = [{"params": params, "lr": self._lr_value(lr), "weight_decay": float(wd)}
                   for params, lr, wd in zip(self.params, lrs, weight_decays)]
-        kwargs = {"fused": True} if fused else {"foreach": True}
-        self.opt = torch.optim.Adam(groups, lr=float(lrs[0]), capturable=self.graphs, **kwargs)
-        self._scalar_on_param_device = fused or self.graphs
-        self._init_state(optimizer_states)
+        self.opt = make_adam(groups, self.device, capturable=self.graphs)
+        load_run_states(self.opt, self.params, optimizer_states or [None] * self.k, fill_missing=True)
         self._bound: tuple | None = None
         self._captured: dict[int, torch.cuda.CUDAGraph] = {}
 
@@ -81,37 +79,6 @@ class StackedTrainer:
     def _lr_value(self, lr: float) -> float | torch.Tensor:
         lr = float(lr)
         return torch.tensor(lr, dtype=torch.float32, device=self.device) if self.graphs else lr
-
-    def _step_tensor(self, value, p: torch.Tensor) -> torch.Tensor:
-        device = p.device if self._scalar_on_param_device else torch.device("cpu")
-        return torch.as_tensor(value, dtype=torch.float32).detach().clone().to(device).reshape(())
-
-    def _init_state(self, states: Sequence[dict] | None) -> None:
-        """Adam state of every parameter: the given per-model states, or Adam's own fresh zeros."""
-        for j, params in enumerate(self.params):
-            given = states[j] if states is not None else {}
-            for i, p in enumerate(params):
-                if i in given:
-                    s = given[i]
-                    self.opt.state[p] = {key: (self._step_tensor(v, p) if key == "step"
-                                               else v.detach().to(p.device, p.dtype).clone())
-                                         for key, v in s.items()}
-                else:
-                    self.opt.state[p] = {"step": self._step_tensor(0.0, p),
-                                         "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
-                                         "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
-
-    def optimizer_state(self, j: int, param_group: dict | None = None) -> dict:
-        """Model j's Adam state dict as ``training.train`` checkpoints it (copies).
-
-        ``param_group``: the options to record (e.g. the model's own optimizer's group, so that
-        ``capturable`` is not carried into an eager run); its lr is replaced by the current one.
-        """
-        group = dict(param_group if param_group is not None else self.opt.param_groups[j])
-        group.update(lr=self.lr(j), params=list(range(len(self.params[j]))))
-        state = {i: {key: v.detach().clone() for key, v in self.opt.state[p].items()}
-                 for i, p in enumerate(self.params[j]) if p in self.opt.state}
-        return {"state": state, "param_groups": [group]}
 
     def lr(self, j: int) -> float:
         """Model j's current learning rate."""

@@ -24,9 +24,8 @@ from ddd_support.runs.async_checkpoint import AsyncCheckpointer
 from ddd_support.cli import main
 from ddd_support.config import snapshot_epochs
 from ddd_support.errors import CheckpointError, ConfigError, DDDError, DiskFullError, RunDirError, TrainingDiverged
-from ddd_support.train.batch import train_seeds
 from ddd_support.runs.schema import METRIC_COLUMNS, TIMING_COLUMNS
-from ddd_support.train.driver import train
+from ddd_support.train.driver import train, train_runs
 
 from tests.conftest import REPO, interrupt_after_checkpoint, tiny_config
 
@@ -63,16 +62,17 @@ RACE_SCRIPT = textwrap.dedent("""
     torch.set_num_threads(1)
     from conftest import synthetic_images, tiny_config
     from ddd_support.train import driver as training
+    from ddd_support.train.engine import Engine
     from ddd_support.data.cifar import CifarArrays
 
     y = np.repeat(np.arange(10), 30); yt = np.repeat(np.arange(10), 10)
     arrays = CifarArrays(synthetic_images(y, 0), y, synthetic_images(yt, 1), yt, "synthetic")
     trained = []
-    real_epoch = training.train_one_epoch
+    real_epoch = Engine.train_epoch
     def counted(*args, **kwargs):
         trained.append(1)
         return real_epoch(*args, **kwargs)
-    training.train_one_epoch = counted
+    Engine.train_epoch = counted
     out, ready, go = sys.argv[1:4]
     open(ready, "w").close()
     while not os.path.exists(go):
@@ -199,11 +199,11 @@ def test_a_deleted_checkpoint_index_is_rebuilt_from_the_checkpoint_files(tmp_pat
     interrupt_after_checkpoint(monkeypatch, cfg, tmp_path / "b", synthetic_arrays, epoch=4)
     run = run_dir_of(tmp_path / "b")
     (run / "checkpoint.json").unlink()
-    import ddd_support.train.driver as training
+    from ddd_support.train.engine import Engine
 
     trained = []
-    real_epoch = training.train_one_epoch
-    monkeypatch.setattr(training, "train_one_epoch", lambda *a, **k: trained.append(1) or real_epoch(*a, **k))
+    real_epoch = Engine.train_epoch
+    monkeypatch.setattr(Engine, "train_epoch", lambda *a, **k: trained.append(1) or real_epoch(*a, **k))
     with pytest.warns(UserWarning, match="checkpoint.json was missing or unreadable: rebuilt from checkpoint_e00004"):
         train(cfg, tmp_path / "b", synthetic_arrays)
     assert len(trained) == 2, "resumed after epoch 4, not restarted from epoch 0"
@@ -324,4 +324,4 @@ def test_an_exploding_but_finite_loss_stops_the_run(tmp_path, synthetic_arrays):
 def test_an_exploding_loss_stops_a_batched_run_too(tmp_path, synthetic_arrays):
     cfgs = [tiny_config(seed=s, lr=1e9, epochs=3) for s in (0, 1)]
     with pytest.raises(TrainingDiverged, match="Lower lr"):
-        train_seeds(cfgs, tmp_path, synthetic_arrays)
+        train_runs(cfgs, tmp_path, synthetic_arrays)

@@ -1,5 +1,5 @@
-"""The stacked step (``graphstep.StackedTrainer``): eager on the CPU, where its numerics are tested
-against separate ``train_one_epoch`` runs; the CUDA-graph tests run only where CUDA is."""
+"""The stacked step (``train.stacked.StackedTrainer``): eager on the CPU, where its numerics are tested
+against each run trained alone (the per-model engine); the CUDA-graph tests run only where CUDA is."""
 
 import copy
 
@@ -8,10 +8,12 @@ import torch
 
 from ddd_support.train.stacked import StackedTrainer
 from ddd_support.models import model_from_config
-from ddd_support.train.schedule import lr_at, set_lr
-from ddd_support.train.driver import batch_order, make_optimizer, prepare_data, train_one_epoch
+from ddd_support.train.driver import batch_order
+from ddd_support.train.optim import run_state_dict
+from ddd_support.train.prepare import prepare_data
+from ddd_support.train.schedule import lr_at
 
-from tests.conftest import tiny_config
+from tests.conftest import epochs_alone, tiny_config
 
 CPU = torch.device("cpu")
 TOL = dict(rtol=1e-5, atol=1e-6)
@@ -24,19 +26,13 @@ def setup(synthetic_arrays, cfgs, device=CPU):
 
 
 def separate_runs(cfgs, data, epochs, batch_size, device=CPU, schedule=False):
-    """Each config trained alone with ``train_one_epoch``: (models, per-epoch losses)."""
+    """Each config trained alone (the per-model engine): (models, per-epoch losses)."""
     models, losses = [], []
     for cfg, d in zip(cfgs, data):
         model = model_from_config(cfg).to(device)
-        opt = make_optimizer(model, cfg, device)
-        per_epoch = []
-        for epoch in range(1, epochs + 1):
-            if schedule:
-                set_lr(opt, lr_at(cfg, epoch))
-            order = batch_order(len(d.x_train), cfg.resolved_order_seed, epoch)
-            per_epoch.append(train_one_epoch(model, opt, d.x_train, d.y_noisy, order, batch_size, None))
+        orders = [batch_order(len(d.x_train), cfg.resolved_order_seed, epoch) for epoch in range(1, epochs + 1)]
+        losses.append(epochs_alone(model, cfg, d.x_train, d.y_noisy, orders, schedule, batch_size=batch_size))
         models.append(model)
-        losses.append(per_epoch)
     return models, losses
 
 
@@ -112,9 +108,8 @@ def test_optimizer_state_continues_in_an_ordinary_run_and_in_a_new_stacked_one(s
     cfgs = [tiny_config(seed=s) for s in (0, 1)]
     data, x, ys = setup(synthetic_arrays, cfgs)
     ours, _, trainer = stacked_runs(cfgs, x, ys, epochs=1, batch_size=32)
-    groups = [make_optimizer(m, c, CPU).state_dict()["param_groups"][0] for m, c in zip(ours, cfgs)]
     saved = [{"model": {k: v.clone() for k, v in m.state_dict().items()},
-              "optimizer": trainer.optimizer_state(j, groups[j])} for j, m in enumerate(ours)]
+              "optimizer": run_state_dict(trainer.opt, j, trainer.params[j])} for j, m in enumerate(ours)]
     assert saved[0]["optimizer"]["param_groups"][0]["capturable"] is False
     orders = torch.stack([batch_order(len(x), c.resolved_order_seed, 2) for c in cfgs])
     trainer.train_epoch(x, ys, orders, 32)  # the uninterrupted stacked run's epoch 2
@@ -122,9 +117,8 @@ def test_optimizer_state_continues_in_an_ordinary_run_and_in_a_new_stacked_one(s
     for j, (cfg, d) in enumerate(zip(cfgs, data)):  # epoch 2 in an ordinary run from the checkpoint
         model = model_from_config(cfg)
         model.load_state_dict(saved[j]["model"])
-        opt = make_optimizer(model, cfg, CPU)
-        opt.load_state_dict(copy.deepcopy(saved[j]["optimizer"]))  # loading aliases the tensors
-        train_one_epoch(model, opt, d.x_train, d.y_noisy, orders[j], 32, None)
+        epochs_alone(model, cfg, d.x_train, d.y_noisy, [orders[j]], first_epoch=2,
+                     optimizer_state=copy.deepcopy(saved[j]["optimizer"]["state"]), batch_size=32)
         resumed.append(model)
     assert_models_close(ours, resumed)
     models = [model_from_config(c) for c in cfgs]  # and in a new stacked trainer
