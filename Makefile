@@ -5,7 +5,7 @@ PROFILE ?= smoke
 FRESH   ?=
 BOOK_ARGS ?=
 
-.PHONY: install test book browser-test lab train clean
+.PHONY: install test book book-test browser-test lab train clean
 
 install: $(VENV)/.installed          ## virtual environment with the package, book and test extras
 
@@ -15,8 +15,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[book,dev]"
 	touch $@
 
-test: install                        ## unit tests and end-to-end checks
+test: install                        ## unit and integration tests (not the book: see book-test)
 	$(PY) -m pytest -q
+
+book-test: install                   ## the tests of the book built by `make book`: its pages, figures, browser
+	$(PY) -m pytest -q -m book
 
 book: install                        ## execute every chapter with papermill, then build the HTML
 	$(PY) -m ddd_support.book --profile $(PROFILE) $(if $(FRESH),--fresh) $(BOOK_ARGS)

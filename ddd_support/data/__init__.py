@@ -1,1 +1,3 @@
-"""data"""
+"""CIFAR-10 as tensors (``cifar``: sources, decode-once cache, subsets, normalisation) and label
+noise (``noise``).
+"""

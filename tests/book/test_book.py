@@ -5,8 +5,6 @@ from __future__ import annotations
 import ast
 import os
 import re
-import subprocess
-import sys
 
 import jupytext
 import nbformat
@@ -14,7 +12,6 @@ import pytest
 import yaml
 
 from ddd_support.book import run as book
-from ddd_support.data.cifar import DATA_ROOT_ENV
 
 ROOT = book.PROJECT_ROOT
 CHAPTERS = [name for name in book.chapter_names() if book.is_notebook(ROOT / f"{name}.md")]
@@ -247,15 +244,16 @@ def test_a_failing_cell_fails_the_chapter(tmp_path):
 
 
 @pytest.mark.book
-@pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get(DATA_ROOT_ENV), reason=f"needs CIFAR-10: set {DATA_ROOT_ENV}")
-def test_smoke_book_builds_html_with_every_chapter_and_its_figures(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "ddd_support.book", "--profile", "smoke", "--fresh",
-                             "--timeout", "900", "--out", str(tmp_path)], capture_output=True, text=True,
-                            timeout=1800)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    html = tmp_path / "_build" / "html"
-    assert (html / "index.html").is_file()
+def test_the_built_book_has_every_chapter_and_its_figures():
+    """The book `make book` built (CI: `make book FRESH=1`, then `make book-test`): every page, its
+    figures and executed notebook; with ``DDD_BOOK_FRESH=1``, the analysis chapters read the runs
+    chapter 02 trained, not the reference."""
+    root = book.PROJECT_ROOT / "_build"
+    html = root / "html"
+    if not (html / "index.html").is_file():
+        if os.environ.get("DDD_REQUIRE_BROWSER"):
+            pytest.fail("no built book in _build/html: run `make book` first")
+        pytest.skip("no built book in _build/html: run `make book` first")
     for name in book.chapter_names():
         page = html / f"{name}.html"
         assert page.is_file(), name
@@ -264,9 +262,10 @@ def test_smoke_book_builds_html_with_every_chapter_and_its_figures(tmp_path):
         for src in images:
             assert (page.parent / src).resolve().is_file(), (name, src)
     for name in CHAPTERS:
-        assert (tmp_path / "_build" / "executed" / f"{name}.ipynb").is_file()
-    assert (tmp_path / "runs" / "smoke" / "mlp7" / "seed0" / "config.json").is_file()
-    executed = tmp_path / "_build" / "executed" / "book"
-    assert "1 seed(s), 40 epochs" in (executed / "03_loss_decomposition.ipynb").read_text()
-    assert "profile 'smoke', 40 epochs, 2000 training images, 1 seed(s)" in (
-        executed / "06_conclusions.ipynb").read_text()  # the fresh runs, not the reference
+        assert (root / "executed" / f"{name}.ipynb").is_file()
+    if os.environ.get("DDD_BOOK_FRESH"):
+        executed = root / "executed" / "book"
+        assert (book.PROJECT_ROOT / "runs" / "smoke" / "mlp7" / "seed0" / "config.json").is_file()
+        assert "1 seed(s), 40 epochs" in (executed / "03_loss_decomposition.ipynb").read_text()
+        assert "profile 'smoke', 40 epochs, 2000 training images, 1 seed(s)" in (
+            executed / "06_conclusions.ipynb").read_text()  # the fresh runs, not the reference
