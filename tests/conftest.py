@@ -36,6 +36,26 @@ def synthetic_arrays() -> CifarArrays:
     return synthetic_cifar()
 
 
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory, synthetic_arrays) -> Path:
+    """One complete run of ``tiny_config()`` on ``synthetic_arrays``, trained once per test session:
+    tests read it and never change it (``finished_run_copy`` gives a private copy to change)."""
+    from ddd_support.train.driver import train
+
+    torch.set_num_threads(2)
+    return train(tiny_config(), tmp_path_factory.mktemp("finished"), synthetic_arrays)
+
+
+@pytest.fixture
+def finished_run_copy(finished_run, tmp_path) -> Path:
+    """A private copy of ``finished_run`` under ``tmp_path`` (same layout: ``tmp_path/test/mlp3/seed0``)."""
+    import shutil
+
+    root = finished_run.parents[2]
+    shutil.copytree(root, tmp_path, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".lock"))
+    return tmp_path / finished_run.relative_to(root)
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_threads():
     torch.set_num_threads(2)

@@ -30,8 +30,8 @@ def metrics(run_dir) -> pd.DataFrame:
 
 
 
-def test_one_metrics_row_per_epoch_with_every_split(tmp_path, synthetic_arrays):
-    run = train(tiny_config(), tmp_path, synthetic_arrays)
+def test_one_metrics_row_per_epoch_with_every_split(finished_run, synthetic_arrays):
+    run = finished_run
     m = metrics(run)
     assert list(m.columns) == list(METRIC_COLUMNS)
     assert list(m["epoch"]) == list(range(7))
@@ -39,9 +39,9 @@ def test_one_metrics_row_per_epoch_with_every_split(tmp_path, synthetic_arrays):
     assert accs.notna().all().all() and ((accs >= 0) & (accs <= 1)).all().all()
 
 
-def test_split_metrics_match_a_direct_evaluation_of_the_final_model(tmp_path, synthetic_arrays):
+def test_split_metrics_match_a_direct_evaluation_of_the_final_model(finished_run, synthetic_arrays):
     cfg = tiny_config()
-    run = train(cfg, tmp_path, synthetic_arrays)
+    run = finished_run
     model = model_from_config(cfg)
     model.load_state_dict(load_checkpoint(run)["model"])
     d = prepare_data(cfg, synthetic_arrays, torch.device("cpu"))
@@ -74,9 +74,9 @@ def test_snapshots_are_taken_on_the_schedule(tmp_path, synthetic_arrays):
     assert json.loads((run / "config.json").read_text())["snapshot_epochs"] == taken
 
 
-def test_snapshot_holds_class_means_over_all_images_and_per_image_probe_statistics(tmp_path, synthetic_arrays):
+def test_snapshot_holds_class_means_over_all_images_and_per_image_probe_statistics(finished_run, synthetic_arrays):
     cfg = tiny_config()
-    run = train(cfg, tmp_path, synthetic_arrays)
+    run = finished_run
     d = prepare_data(cfg, synthetic_arrays, torch.device("cpu"))
     model = model_from_config(cfg)
     model.load_state_dict(load_checkpoint(run)["model"])
@@ -102,8 +102,8 @@ def test_snapshot_holds_class_means_over_all_images_and_per_image_probe_statisti
     assert np.allclose(snap["l1_rand_act"], post[:, snap["l1_rand_idx"]], atol=1e-6)
 
 
-def test_clean_halves_are_disjoint_clean_and_as_large_as_the_noisy_group(tmp_path, synthetic_arrays):
-    run = train(tiny_config(), tmp_path, synthetic_arrays)
+def test_clean_halves_are_disjoint_clean_and_as_large_as_the_noisy_group(finished_run, synthetic_arrays):
+    run = finished_run
     labels = np.load(run / "labels.npz")
     true, mask, half = labels["original"], labels["noisy_mask"], labels["clean_half"]
     assert not (mask & (half > 0)).any()
@@ -113,20 +113,20 @@ def test_clean_halves_are_disjoint_clean_and_as_large_as_the_noisy_group(tmp_pat
         assert ((half == 1) & (true == c)).sum() == ((half == 2) & (true == c)).sum() == expected
 
 
-def test_per_image_test_correctness_reproduces_test_accuracy(tmp_path, synthetic_arrays):
+def test_per_image_test_correctness_reproduces_test_accuracy(finished_run, synthetic_arrays):
     from ddd_support.runs.schema import read_test_correct
 
-    run = train(tiny_config(), tmp_path, synthetic_arrays)
+    run = finished_run
     correct = read_test_correct(run)
     metrics = pd.read_csv(run / "metrics.csv")
     assert correct.shape == (len(metrics), len(synthetic_arrays.y_test))
     assert np.allclose(correct.mean(axis=1), metrics["test_acc"])
 
 
-def test_run_directory_records_config_provenance_and_labels(tmp_path, synthetic_arrays):
+def test_run_directory_records_config_provenance_and_labels(finished_run):
     cfg = tiny_config()
-    run = train(cfg, tmp_path, synthetic_arrays)
-    assert run == tmp_path / "test" / "mlp3" / "seed0"
+    run = finished_run
+    assert run.relative_to(run.parents[2]).as_posix() == "test/mlp3/seed0"
     state = json.loads((run / "config.json").read_text())
     assert state["status"] == "complete" and state["epochs_done"] == cfg.epochs
     assert TrainConfig.from_dict(state["config"]) == cfg
@@ -146,9 +146,9 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path, syntheti
     pd.testing.assert_frame_equal(resumed[DETERMINISTIC], reference[DETERMINISTIC], check_exact=True)
 
 
-def test_rerunning_a_complete_run_changes_nothing(tmp_path, synthetic_arrays):
+def test_rerunning_a_complete_run_changes_nothing(tmp_path, synthetic_arrays, finished_run_copy):
     cfg = tiny_config()
-    run = train(cfg, tmp_path, synthetic_arrays)
+    run = finished_run_copy
     before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
     train(cfg, tmp_path, synthetic_arrays)
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
@@ -162,16 +162,16 @@ def test_more_epochs_continue_a_finished_run(tmp_path, synthetic_arrays):
     assert json.loads((run / "config.json").read_text())["epochs_done"] == 7
 
 
-def test_run_directory_of_another_config_is_refused_and_kept(tmp_path, synthetic_arrays):
-    run = train(tiny_config(), tmp_path, synthetic_arrays)
+def test_run_directory_of_another_config_is_refused_and_kept(tmp_path, synthetic_arrays, finished_run_copy):
+    run = finished_run_copy
     before = (run / "metrics.csv").read_bytes()
     with pytest.raises(RunDirError, match="lr: recorded 0.001, requested 0.01"):
         train(tiny_config(lr=1e-2), tmp_path, synthetic_arrays)
     assert (run / "metrics.csv").read_bytes() == before
 
 
-def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, synthetic_arrays):
-    run = train(tiny_config(), tmp_path, synthetic_arrays)
+def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, synthetic_arrays, finished_run_copy):
+    run = finished_run_copy
     latest = run / checkpoints.checkpoint_name(6)
     latest.write_bytes(latest.read_bytes()[:100])
     with pytest.warns(UserWarning, match="damaged"):
@@ -179,17 +179,17 @@ def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, synt
     assert state["epoch"] == 5
 
 
-def test_no_intact_checkpoint_is_a_clear_error(tmp_path, synthetic_arrays):
-    run = train(tiny_config(), tmp_path, synthetic_arrays)
+def test_no_intact_checkpoint_is_a_clear_error(tmp_path, synthetic_arrays, finished_run_copy):
+    run = finished_run_copy
     for f in run.glob("checkpoint_e*.pt"):
         f.write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="Delete"):
         load_checkpoint(run)
 
 
-def test_resume_after_damaged_checkpoint_still_reproduces_the_run(tmp_path, synthetic_arrays):
+def test_resume_after_damaged_checkpoint_still_reproduces_the_run(tmp_path, synthetic_arrays, finished_run):
     cfg = tiny_config(epochs=6)
-    reference = metrics(train(cfg, tmp_path / "a", synthetic_arrays))
+    reference = metrics(finished_run)
     run = train(tiny_config(epochs=4), tmp_path / "b", synthetic_arrays)
     latest = run / checkpoints.checkpoint_name(4)
     latest.write_bytes(b"garbage")
