@@ -52,7 +52,7 @@ def finished_run_copy(finished_run, tmp_path) -> Path:
     import shutil
 
     root = finished_run.parents[2]
-    shutil.copytree(root, tmp_path, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".lock"))
+    shutil.copytree(root, tmp_path, dirs_exist_ok=True)
     return tmp_path / finished_run.relative_to(root)
 
 
