@@ -45,6 +45,12 @@ def post_fit_rows(summaries: list[RunSummary]) -> pd.DataFrame:
     return _frame(summaries, [s.post_fit for s in summaries])
 
 
+def post_fit_grid_rows(summaries: list[RunSummary]) -> pd.DataFrame:
+    """Per run and variant of the sensitivity grid: the post-fit change (``regeneralisation.sensitivity_grid``)."""
+    return pd.concat([s.post_fit_grid.assign(**s.key) for s in summaries], ignore_index=True)[
+        ["model", "seed", "level", "window", "end_fraction", "fit_epoch", "change", "low", "high", "outcome"]]
+
+
 def separation_rows(summaries: list[RunSummary]) -> pd.DataFrame:
     """Per run and layer: class-averaged clean/noisy cosine at the first and last snapshot, and its change."""
     return pd.concat([s.separation.assign(**s.key) for s in summaries], ignore_index=True)[
@@ -97,11 +103,12 @@ def summary_tables(runs: list["RunData"], threshold: float = 100.0,
     """Every summary table of ``runs`` by name (the files ``write_summary_tables`` writes)."""
     summaries = summarise_runs(runs, threshold) if summaries is None else summaries
     claims = claim_rows(summaries, threshold)
-    return {"phases": phase_rows(summaries), "post_fit": post_fit_rows(summaries),
+    grid = post_fit_grid_rows(summaries)
+    return {"phases": phase_rows(summaries), "post_fit": post_fit_rows(summaries), "post_fit_grid": grid,
             "separation": separation_rows(summaries), "separation_index": index_rows(summaries),
             "separation_depth": depth_rows(summaries), "large_activation": large_activation_rows(summaries),
             "correlations": correlation_rows(summaries), "ablation": ablation_rows(summaries),
-            "claims": claims, "claims_over_seeds": claims_over_seeds(claims)}
+            "claims": claims, "claims_over_seeds": claims_over_seeds(claims, grid)}
 
 
 def write_summary_tables(runs: list["RunData"], dest: str | os.PathLike,
