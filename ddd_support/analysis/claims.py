@@ -287,7 +287,7 @@ def claims_over_seeds(claims: pd.DataFrame, grid: pd.DataFrame | None = None) ->
                "effect": EFFECTS[claim].size if claim in EFFECTS else np.nan, "seeds": len(g),
                "testable": len(testable), "holds": int((g["verdict"] == HOLDS).sum()),
                "ruled_out": int((g["verdict"] == RULED_OUT).sum()),
-               "inconclusive": int((g["verdict"] == INCONCLUSIVE).sum()), "grid": ""}
+               "inconclusive": int((g["verdict"] == INCONCLUSIVE).sum()), "grid": "", "outcome": ""}
         if testable.empty:
             rows.append({**row, "mean": np.nan, "low": np.nan, "high": np.nan, "verdict": NOT_TESTABLE})
         elif len(with_interval) == len(testable):

@@ -47,8 +47,9 @@ def post_fit_rows(summaries: list[RunSummary]) -> pd.DataFrame:
 
 def post_fit_grid_rows(summaries: list[RunSummary]) -> pd.DataFrame:
     """Per run and variant of the sensitivity grid: the post-fit change (``regeneralisation.sensitivity_grid``)."""
-    return pd.concat([s.post_fit_grid.assign(**s.key) for s in summaries], ignore_index=True)[
-        ["model", "seed", "level", "window", "end_fraction", "fit_epoch", "change", "low", "high", "outcome"]]
+    table = pd.concat([s.post_fit_grid.assign(**s.key) for s in summaries], ignore_index=True)
+    table["fit_epoch"] = pd.to_numeric(table["fit_epoch"], errors="coerce").astype(float)
+    return table[["model", "seed", "level", "window", "end_fraction", "fit_epoch", "change", "low", "high", "outcome"]]
 
 
 def separation_rows(summaries: list[RunSummary]) -> pd.DataFrame:

@@ -418,7 +418,7 @@ def width_peak(table: pd.DataFrame, correct: dict[str, np.ndarray], noise_rate: 
     runs score the same test subset). The peak *holds* when it is an intermediate width whose
     error exceeds both ends' beyond their intervals.
     """
-    from ddd_support.analysis.stats import FAILS, HOLDS, NOT_TESTABLE, paired_change
+    from ddd_support.analysis.stats import HOLDS, INCONCLUSIVE, NOT_TESTABLE, paired_change
 
     one_run_per_point(table)
     rows = with_width(table[np.isclose(table["noise_rate"], noise_rate)])
@@ -434,7 +434,7 @@ def width_peak(table: pd.DataFrame, correct: dict[str, np.ndarray], noise_rate: 
         ci = paired_change(errors[other][1::2], errors[peak][1::2])
         out.update({f"over_{name}": ci.estimate, f"over_{name}_low": ci.low, f"over_{name}_high": ci.high})
     inside = narrow < peak < wide
-    out["verdict"] = HOLDS if inside and out["over_narrowest_low"] > 0 and out["over_widest_low"] > 0 else FAILS
+    out["verdict"] = HOLDS if inside and out["over_narrowest_low"] > 0 and out["over_widest_low"] > 0 else INCONCLUSIVE
     return out
 
 
