@@ -110,6 +110,13 @@ def _observation(claim: str, statistic: float, words: str, result: str | None = 
     return _row(claim, statistic, None, words, observed(statistic, e.size, e.side) if result is None else result)
 
 
+def unfitted_words(fit_epoch: Any) -> str:
+    """Why a run's post-fit change is not testable, in words."""
+    if fit_epoch is None or pd.isna(fit_epoch):
+        return "the noisy-label accuracy never stays at 99% for five epochs in a row"
+    return f"the noisy labels are fitted and held only from epoch {int(fit_epoch)}, too late to compare with the end"
+
+
 def layer_words(layer: int, layers: int) -> str:
     """``layer 4 of 6``."""
     return f"layer {layer} of {layers}"
@@ -136,7 +143,7 @@ def claims_from(s: RunSummary, threshold: float = 100.0) -> pd.DataFrame:
 
     p = s.post_fit
     if p["outcome"] == NOT_TESTABLE:
-        rows.append(_row("post_fit_rise", np.nan, None, "noisy labels never fitted and held", NOT_TESTABLE))
+        rows.append(_row("post_fit_rise", np.nan, None, unfitted_words(p["fit_epoch"]), NOT_TESTABLE))
     else:
         ci = Interval(p["change"], p["low"], p["high"], s.n_test)
         rows.append(_row("post_fit_rise", p["change"], ci,
@@ -380,8 +387,7 @@ def phase_sentence(model: str, phases: dict[str, Any] | pd.Series, post_fit: dic
         text = (f"{name} peaks at epoch {int(phases['test_peak_epoch'])} ({phases['test_peak_acc']:.1%}) "
                 f"and dips to {phases['test_dip_acc']:.1%} at epoch {int(phases['test_dip_epoch'])}")
     if post_fit["outcome"] == NOT_TESTABLE:
-        return text + (f"; its noisy-label accuracy never stays at 99% for five epochs in a row, and it ends at "
-                       f"{phases['final_test_acc']:.1%}")
+        return text + f"; {unfitted_words(post_fit.get('fit_epoch'))}; it ends at {phases['final_test_acc']:.1%}"
     return (text + f"; from the noisy fit (epoch {int(post_fit['fit_epoch'])}) to the end its test accuracy "
             f"changes by {interval_text(post_fit['change'], post_fit['low'], post_fit['high'])} points: "
             f"{post_fit['outcome']}")
