@@ -446,12 +446,22 @@ def plot_intervals(table: pd.DataFrame, value: str, low: str, high: str, xlabel:
     return fig
 
 
+#: The y-axis label of each separation index column ``plot_separation_index`` can show.
+INDEX_LABELS: dict[str, str] = {
+    "index": "separation index\n(0 = split-half baseline, 1 = another class)",
+    "net_index": "net separation index\n(noisy minus unseen images; 0 = no difference)",
+    "unseen_index": "separation index of unseen images\n(0 = split-half baseline)",
+}
+
+
 @styled
-def plot_separation_index(index: pd.DataFrame, title: str) -> Figure:
-    """Per model, the separation index by layer at the first and last snapshot, mean and min-max over seeds.
+def plot_separation_index(index: pd.DataFrame, title: str, column: str = "index") -> Figure:
+    """Per model, a separation index (``column``) by layer at the first and last snapshot, mean and
+    min-max over seeds.
 
     ``index`` is ``tables.index_rows``; the dashed zero line is the split-half baseline (two
-    clean samples of the same size), which the index subtracts.
+    clean samples of the same size), which the index subtracts, or, for the net index, no
+    difference between noisy and unseen images.
     """
     models = list(dict.fromkeys(index["model"]))
     fig, axes = plt.subplots(1, len(models), layout="constrained", figsize=(min(MAX_WIDTH, 3.2 * len(models) + 1), 3.6),
@@ -461,7 +471,7 @@ def plot_separation_index(index: pd.DataFrame, title: str) -> Figure:
         first, last = rows["epoch"].min(), rows.groupby("seed")["epoch"].max().min()
         for epoch, color, label in ((first, OKABE_ITO["black"], f"epoch {first} (initialisation)"),
                                     (last, MODEL_COLORS.get(model, OKABE_ITO["blue"]), f"epoch {last}")):
-            stats = rows[rows["epoch"] == epoch].groupby("layer")["index"].agg(["mean", "min", "max"])
+            stats = rows[rows["epoch"] == epoch].groupby("layer")[column].agg(["mean", "min", "max"])
             ax.plot(stats.index, stats["mean"], marker="o", ms=4, color=color, label=label)
             if rows["seed"].nunique() > 1:
                 ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.2, lw=0)
@@ -471,7 +481,7 @@ def plot_separation_index(index: pd.DataFrame, title: str) -> Figure:
         n = rows["seed"].nunique()
         ax.set_title(f"{model.upper()} ({n} seed{'s' if n > 1 else ''})")
         ax.legend(frameon=False, fontsize=8, loc="upper left")
-    axes[0][0].set_ylabel("separation index\n(0 = split-half baseline, 1 = another class)")
+    axes[0][0].set_ylabel(INDEX_LABELS.get(column, column))
     fig.suptitle(title)
     return fig
 
