@@ -151,10 +151,11 @@ def read_summary_tables(src: str | os.PathLike) -> dict[str, pd.DataFrame]:
             for path in sorted(Path(src).glob("*.csv"))}
 
 
-def tables_for(runs: list["RunData"], stored: str | os.PathLike | None = None,
-               threshold: float = 100.0) -> dict[str, pd.DataFrame]:
+def tables_for(runs: list["RunData"], stored: str | os.PathLike | None = None, threshold: float = 100.0,
+               ablations: dict[tuple[str, int], pd.DataFrame] | None = None) -> dict[str, pd.DataFrame]:
     """``summary_tables(runs)``, read from ``stored`` (a folder of ``write_summary_tables``) when it holds
-    every table for exactly these runs' (model, seed) pairs, else computed once here."""
+    every table for exactly these runs' (model, seed) pairs, else computed once here (with
+    ``ablations`` as in ``summarise_runs``)."""
     if stored is not None and Path(stored).is_dir():
         tables = read_summary_tables(stored)
         phases = tables.get("phases")
@@ -162,4 +163,4 @@ def tables_for(runs: list["RunData"], stored: str | os.PathLike | None = None,
         if (phases is not None and set(TABLE_NAMES) <= set(tables)
                 and set(zip(phases["model"], phases["seed"].astype(int))) == wanted and len(phases) == len(runs)):
             return tables
-    return summary_tables(runs, threshold)
+    return summary_tables(runs, threshold, summarise_runs(runs, threshold, ablations))
