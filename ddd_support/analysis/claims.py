@@ -48,6 +48,22 @@ CLAIMS: dict[str, str] = {
 }
 
 
+#: Each claim in a few plain words, for sentences and table rows.
+SHORT_NAMES: dict[str, str] = {
+    "clean_first": "clean labels learned first",
+    "noisy_fit": "noisy labels fitted and held",
+    "test_dip": "test accuracy falls after its early peak",
+    "post_fit_rise": "test accuracy rises again after the noisy fit",
+    "outer_separates": "the last layer sets noisy images apart",
+    "separation_depth": "that separation grows with depth",
+    "large_exists": "a large activation emerges",
+    "large_100x": "it reaches 100 times the typical activation",
+    "large_shallow": "it sits in the shallow half",
+    "large_input": "it tracks the input more than the output",
+    "large_needed": "the network needs it",
+}
+
+
 class Effect(NamedTuple):
     """A claim's smallest effect of interest: its size on the claimed side and why."""
 
@@ -418,6 +434,17 @@ def verdict_phrase(over: pd.DataFrame, claim: str, model: str) -> str:
         return NOT_TESTABLE
     r = rows.iloc[0]
     return f"{r['verdict']} ({seeds_text(r['testable'])})"
+
+
+def claims_by_verdict(over: pd.DataFrame, verdict: str) -> str:
+    """The claims (``SHORT_NAMES``) whose over-seeds verdict is ``verdict``, per model, models with the
+    same list joined: "MLP5, MLP7: a, b; MLP3: c", or "none"."""
+    lists: dict[str, list[str]] = {}
+    for model, g in over.groupby("model", sort=False):
+        names = [SHORT_NAMES.get(c, c) for c in g.loc[g["verdict"] == verdict, "claim"]]
+        if names:
+            lists.setdefault(", ".join(names), []).append(str(model).upper())
+    return "; ".join(f"{' and '.join(models)}: {names}" for names, models in lists.items()) or "none"
 
 
 def models_where(over: pd.DataFrame, claim: str, verdict: str = HOLDS) -> str:
