@@ -369,6 +369,13 @@ def sweep_findings(table: pd.DataFrame, correct: dict[str, np.ndarray]) -> dict[
                                      f"exceeds the rise at {rates[0]:.0%} beyond its 95% interval"
                                      + (f", by {100 * min(above):.1f} to {100 * max(above):.1f} points" if above
                                         else ""))
+        by_width = with_width(table).sort_values("noise_rate")
+        out["rise_by_rate"] = "; ".join(
+            f"width {w}: " + ", ".join(f"{100 * r:+.1f}" for r in part["rise"])
+            for w, part in by_width.groupby("width")) + f" points at {', '.join(f'{r:.0%}' for r in rates)} noise"
+        worst = with_width(noisy).sort_values("final_test_acc").groupby("noise_rate").head(1)
+        out["worst_width"] = ", ".join(f"{r.noise_rate:.0%}: width {r.width}" for r in worst.sort_values("noise_rate")
+                                       .itertuples())
     fitted = noisy[noisy["final_noisy_acc"] >= 0.99]
     fit_widths = sorted(set(with_width(fitted)["width"]))
     out["memorised"] = (f"{len(fitted)} of {len(noisy)} runs with label noise fit 99% of their noisy labels "

@@ -307,3 +307,29 @@ def test_chapter_07_memorisation_and_the_model_wise_peak(sweep):
     held = peaks[peaks["verdict"] == "holds"]
     assert len(held) >= 1 and (held["peak_width"] == 64).all()
     assert peaks.loc[0.0, "verdict"] == "inconclusive"
+
+
+def test_chapter_07_more_noise_more_rise_holds_for_the_ends_only(sweep):
+    t = _by(sweep[1])
+    rise = t.pivot_table(index="noise_rate", columns="width", values="rise")
+    assert not rise[64].is_monotonic_increasing                       # 7.6 at 10%, 7.0 at 20%
+    assert (rise.loc[rise.index <= 0.3, 16].abs() < 0.005).all()       # width 16 flat to 30%
+
+
+def test_chapter_07_width_64_climbs_back_without_fitting_all_its_wrong_labels(sweep):
+    t = _by(sweep[1])
+    w64 = t[(t["width"] == 64) & (t["noise_rate"] > 0)]
+    assert (w64["rise_outcome"] == "rises").all()
+    assert w64["final_noisy_acc"].between(0.7, 0.85).all()
+
+
+def test_chapter_06_results_first_sentences_hold_on_the_reference():
+    cpu, paper = read_table("cpu", "claims_over_seeds"), read_table("paper", "claims_over_seeds")
+    for over in (cpu, paper):
+        for claim in ("clean_first", "test_dip"):
+            assert (over[over["claim"] == claim]["verdict"] == "holds").all(), claim
+        assert not (over[over["claim"] == "post_fit_rise"]["verdict"] == "holds").any()
+    by = cpu.set_index(["model", "claim"])["verdict"]
+    for model in ("mlp5", "mlp7"):
+        assert by[(model, "outer_separates")] == by[(model, "separation_depth")] == "holds"
+    assert (cpu[cpu["claim"] == "large_exists"]["verdict"] == "ruled out").all()
