@@ -138,34 +138,51 @@ def layer_words(layer: int, layers: int) -> str:
     return f"layer {layer} of {layers}"
 
 
-def claims_from(s: RunSummary, threshold: float = 100.0) -> pd.DataFrame:
-    """Every claim of ``CLAIMS`` on one run's summary: one row each (columns ``COLUMNS``)."""
-    m = s.metrics
+def metric_rows(metrics: pd.DataFrame, held_noisy: float, peak_to_dip: dict[str, Any], post_fit: dict[str, Any],
+                n_test: int) -> list[dict[str, Any]]:
+    """The claims that need only the metrics and the test record (clean first, noisy fit, the dip,
+    the post-fit rise), as rows still to be judged (``_judge``)."""
+    m = metrics
     rows: list[dict[str, Any]] = []
     clean50, noisy50 = first_epoch_at(m, "clean_acc"), first_epoch_at(m, "noisy_acc")
     lead = np.nan if clean50 is None else (float(m["epoch"].max()) + 1 - clean50 if noisy50 is None
                                            else float(noisy50 - clean50))
     rows.append(_observation("clean_first", lead, f"clean at epoch {clean50}, noisy at epoch {noisy50}"))
-    rows.append(_observation("noisy_fit", s.held_noisy,
-                             f"lowest noisy-label accuracy over the last tenth of training {s.held_noisy:.1%} "
+    rows.append(_observation("noisy_fit", held_noisy,
+                             f"lowest noisy-label accuracy over the last tenth of training {held_noisy:.1%} "
                              f"(highest ever {float(m['noisy_acc'].max()):.1%})"))
-
-    d = s.peak_to_dip
+    d = peak_to_dip
     if np.isfinite(d["change"]):
-        ci = Interval(d["change"], d["low"], d["high"], s.n_test)
+        ci = Interval(d["change"], d["low"], d["high"], n_test)
         rows.append(_row("test_dip", d["change"], ci, outcome(ci, "rises", "falls")))
     else:
         rows.append(_observation("test_dip", np.nan, "no early peak", RULED_OUT))
-
-    p = s.post_fit
+    p = post_fit
     if p["outcome"] == NOT_TESTABLE:
         rows.append(_row("post_fit_rise", np.nan, None, unfitted_words(p["fit_epoch"]), NOT_TESTABLE))
     else:
-        ci = Interval(p["change"], p["low"], p["high"], s.n_test)
+        ci = Interval(p["change"], p["low"], p["high"], n_test)
         rows.append(_row("post_fit_rise", p["change"], ci,
                          f"from the fit (epoch {p['fit_epoch']}) to the end: {p['outcome']}; "
-                         f"{grid_range_words(s.post_fit_grid)}"))
+                         f"{grid_range_words(p['grid'])}" if "grid" in p else
+                         f"from the fit (epoch {p['fit_epoch']}) to the end: {p['outcome']}"))
+    return rows
 
+
+def judged_metric_claims(metrics: pd.DataFrame, held_noisy: float, peak_to_dip: dict[str, Any],
+                         post_fit: dict[str, Any], grid: pd.DataFrame, n_test: int) -> pd.DataFrame:
+    """``metric_rows`` judged on their own (Holm over these claims alone), the post-fit rise limited
+    by its sensitivity grid: for a run whose other records are not at hand (a sweep's tables)."""
+    rows = metric_rows(metrics, held_noisy, {**peak_to_dip}, {**post_fit, "grid": grid}, n_test)
+    table = _judge(pd.DataFrame(rows))
+    i = table.index[table["claim"] == "post_fit_rise"]
+    table.loc[i, "verdict"] = [flip_limited(v, grid_verdicts(grid)) for v in table.loc[i, "verdict"]]
+    return table
+
+
+def claims_from(s: RunSummary, threshold: float = 100.0) -> pd.DataFrame:
+    """Every claim of ``CLAIMS`` on one run's summary: one row each (columns ``COLUMNS``)."""
+    rows = metric_rows(s.metrics, s.held_noisy, s.peak_to_dip, {**s.post_fit, "grid": s.post_fit_grid}, s.n_test)
     if s.depth is None:
         why = "no split-half baseline recorded"
         rows += [_row(c, np.nan, None, why, NOT_TESTABLE) for c in ("outer_separates", "separation_depth")]

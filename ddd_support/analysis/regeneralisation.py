@@ -32,7 +32,8 @@ one choice of definition, and the claims read it as inconclusive at best.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 import pandas as pd
@@ -47,6 +48,24 @@ if TYPE_CHECKING:
 FIT_LEVEL, WINDOW, END_FRACTION, HOLD = 0.99, 5, 0.1, 5
 #: The sensitivity grid: fit levels, fit windows (epochs) and end windows (fractions of the run).
 GRID: dict[str, tuple[float, ...]] = {"level": (0.95, 0.99, 1.0), "window": (1, 5, 10), "end_fraction": (0.1, 0.2)}
+
+
+@dataclass(frozen=True)
+class Curves:
+    """What the post-fit change reads from a run: its metrics, its per-image test correctness
+    ((epochs + 1, n_test), None where not recorded) and its number of test images. A sweep's
+    committed tables give the same without the run directory."""
+
+    metrics: pd.DataFrame
+    test_correct: np.ndarray | None
+    n_test: int
+
+
+def curves_of(run: Union["RunData", Curves]) -> Curves:
+    """The ``Curves`` of a run (a ``Curves`` is returned as it is)."""
+    if isinstance(run, Curves):
+        return run
+    return Curves(run.metrics, run.test_correct, test_set_size(run))
 
 
 def noisy_fit_epoch(metrics: pd.DataFrame, level: float = FIT_LEVEL, hold: int = HOLD) -> int | None:
@@ -82,13 +101,14 @@ def fit_and_end_windows(metrics: pd.DataFrame, level: float = FIT_LEVEL, window:
     return list(range(fit, fit + window)), end
 
 
-def post_fit_change(run: "RunData", level: float = FIT_LEVEL, window: int = WINDOW,
+def post_fit_change(run: Union["RunData", Curves], level: float = FIT_LEVEL, window: int = WINDOW,
                     end_fraction: float = END_FRACTION) -> dict[str, object]:
     """The post-fit change of one run (definition in the module docstring) as one row.
 
     Keys: ``fit_epoch``, ``fit_window`` and ``end_window`` (first-last epoch), ``acc_fit``,
     ``acc_end`` (window accuracies), ``change``, ``low``, ``high``, ``method``, ``outcome``.
     """
+    run = curves_of(run)
     m = run.metrics
     windows = fit_and_end_windows(m, level, window, end_fraction)
     row: dict[str, object] = {"fit_epoch": noisy_fit_epoch(m, level), "fit_window": None, "end_window": None,
@@ -107,14 +127,15 @@ def post_fit_change(run: "RunData", level: float = FIT_LEVEL, window: int = WIND
     return row
 
 
-def window_change(run: "RunData", before: list[int], after: list[int]) -> Interval:
+def window_change(run: Union["RunData", Curves], before: list[int], after: list[int]) -> Interval:
     """Change of test accuracy from the epochs ``before`` to the epochs ``after`` (window means),
     paired over images when the run recorded per-image correctness."""
+    run = curves_of(run)
     correct = run.test_correct
     if correct is not None:
         return paired_change(correct[before].mean(axis=0), correct[after].mean(axis=0))
     acc = run.metrics.set_index("epoch")["test_acc"]
-    return unpaired_change(float(acc.loc[before].mean()), float(acc.loc[after].mean()), test_set_size(run))
+    return unpaired_change(float(acc.loc[before].mean()), float(acc.loc[after].mean()), run.n_test)
 
 
 def post_fit_table(runs: list["RunData"], **kwargs: float) -> pd.DataFrame:
@@ -122,10 +143,11 @@ def post_fit_table(runs: list["RunData"], **kwargs: float) -> pd.DataFrame:
     return pd.DataFrame([{"model": r.model, "seed": r.seed, **post_fit_change(r, **kwargs)} for r in runs])
 
 
-def sensitivity_grid(run: "RunData", grid: dict[str, tuple[float, ...]] | None = None) -> pd.DataFrame:
+def sensitivity_grid(run: Union["RunData", Curves], grid: dict[str, tuple[float, ...]] | None = None) -> pd.DataFrame:
     """``post_fit_change`` for every combination of ``GRID`` (or ``grid``): one row per variant with
     ``level``, ``window``, ``end_fraction`` and the change, its interval and outcome."""
     grid = GRID if grid is None else grid
+    run = curves_of(run)
     rows = [{"level": level, "window": int(window), "end_fraction": end,
              **post_fit_change(run, level, int(window), end)}
             for level in grid["level"] for window in grid["window"] for end in grid["end_fraction"]]

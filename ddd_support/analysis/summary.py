@@ -19,7 +19,8 @@ from ddd_support.analysis.large_activation import (DOMINANCE_MIN, GROWTH_MIN, be
                                                   neuron_activation, per_image_table, persistent_from,
                                                   random_neuron_correlations, top_neuron_image_table)
 from ddd_support.analysis.phases import detect_phases, test_set_size
-from ddd_support.analysis.regeneralisation import held_noisy_level, post_fit_change, sensitivity_grid, window_change
+from ddd_support.analysis.regeneralisation import (Curves, held_noisy_level, post_fit_change, sensitivity_grid,
+                                                   window_change)
 from ddd_support.runs.reader import RunData
 from ddd_support.analysis.separation import (depth_trend, index_table, layer_index, layer_separation, separation_summary,
                          separation_table)
@@ -70,7 +71,7 @@ def summarise_run(run: RunData, threshold: float = 100.0, ablation: pd.DataFrame
     return RunSummary(
         model=run.model, seed=run.seed, profile=run.profile, n_layers=run.n_layers,
         n_test=test_set_size(run), schema_version=run.schema_version, metrics=run.metrics,
-        phases=phases, peak_to_dip=_peak_to_dip(run, phases), post_fit=post_fit_change(run),
+        phases=phases, peak_to_dip=peak_to_dip_change(run, phases), post_fit=post_fit_change(run),
         post_fit_grid=sensitivity_grid(run), held_noisy=held_noisy_level(run.metrics),
         separation_layers=layers, separation=separation_summary(layers),
         index=layer_index(index), depth=depth_trend(index) if has_baseline else None,
@@ -81,7 +82,7 @@ def summarise_run(run: RunData, threshold: float = 100.0, ablation: pd.DataFrame
     )
 
 
-def _peak_to_dip(run: RunData, phases: dict[str, Any]) -> dict[str, Any]:
+def peak_to_dip_change(run: "RunData | Curves", phases: dict[str, Any]) -> dict[str, Any]:
     """Change of test accuracy from the early peak to the dip after it (paired when recorded)."""
     peak, dip = phases["test_peak_epoch"], phases["test_dip_epoch"]
     if peak is None or dip is None:
@@ -141,3 +142,16 @@ def _candidate_correlations(run: RunData, probe: pd.DataFrame, table: pd.DataFra
                       random_output_r=randoms["output_r"].tolist(),
                       input_percentile=percentile_rank(best["input_r"], randoms["input_r"].to_numpy()))
     return corr
+
+
+def metric_verdicts(curves: Curves) -> dict[str, Any]:
+    """From a run's metrics and test record alone (``Curves``): the post-fit change and the claims
+    that need nothing else (``claims.judged_metric_claims``), for a sweep whose run directories are
+    not at hand. Keys: ``post_fit`` (``post_fit_change``), ``claims`` (the judged rows)."""
+    from ddd_support.analysis.claims import judged_metric_claims
+
+    phases = detect_phases(curves.metrics, n_test=curves.n_test).as_dict()
+    post_fit = post_fit_change(curves)
+    claims = judged_metric_claims(curves.metrics, held_noisy_level(curves.metrics), peak_to_dip_change(curves, phases),
+                                  post_fit, sensitivity_grid(curves), curves.n_test)
+    return {"phases": phases, "post_fit": post_fit, "claims": claims}

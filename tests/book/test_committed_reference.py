@@ -333,3 +333,21 @@ def test_chapter_06_results_first_sentences_hold_on_the_reference():
     for model in ("mlp5", "mlp7"):
         assert by[(model, "outer_separates")] == by[(model, "separation_depth")] == "holds"
     assert (cpu[cpu["claim"] == "large_exists"]["verdict"] == "ruled out").all()
+
+
+def test_the_sweep_verdict_columns_are_what_its_own_files_give(sweep):
+    from ddd_support.sweeps.results import METRIC_CLAIMS, run_key, verdict_columns
+
+    _, table, epochs, _, correct = sweep
+    assert not any(c.startswith("claim_") and c[6:] not in METRIC_CLAIMS for c in table.columns)
+    for row in table.itertuples():
+        m = epochs[epochs["point"] == row.point].sort_values("epoch")
+        fresh = verdict_columns(m, correct[run_key(row.point, row.model, row.seed)], row.n_test, row.noise_rate)
+        for key, value in fresh.items():
+            stored = getattr(row, key)
+            if isinstance(value, str):
+                assert stored == value and value != "fails", (row.point, key)
+            elif value is None or pd.isna(value):
+                assert pd.isna(stored), (row.point, key)
+            else:
+                assert stored == pytest.approx(value, rel=1e-6, abs=1e-9), (row.point, key)
