@@ -27,7 +27,9 @@ import pandas as pd
 
 from ddd_support.analysis.stats import (HOLDS, INCONCLUSIVE, NOT_TESTABLE, RULED_OUT, Interval, holm, observed,
                                         outcome, p_values, seed_interval, standard_error, verdict)
-from ddd_support.analysis.summary import RunSummary
+from ddd_support.analysis.phases import detect_phases
+from ddd_support.analysis.regeneralisation import Curves, held_noisy_level, post_fit_change, sensitivity_grid
+from ddd_support.analysis.summary import RunSummary, peak_to_dip_change
 
 #: The claims, in the order the book lists them: id -> statement in plain words.
 CLAIMS: dict[str, str] = {
@@ -178,6 +180,17 @@ def judged_metric_claims(metrics: pd.DataFrame, held_noisy: float, peak_to_dip: 
     i = table.index[table["claim"] == "post_fit_rise"]
     table.loc[i, "verdict"] = [flip_limited(v, grid_verdicts(grid)) for v in table.loc[i, "verdict"]]
     return table
+
+
+def metric_verdicts(curves: Curves) -> dict[str, Any]:
+    """From a run's metrics and test record alone (``Curves``): the post-fit change and the claims
+    that need nothing else (``judged_metric_claims``), for a sweep whose run directories are not at
+    hand. Keys: ``phases`` (``detect_phases``), ``post_fit`` (``post_fit_change``), ``claims``."""
+    phases = detect_phases(curves.metrics, n_test=curves.n_test).as_dict()
+    post_fit = post_fit_change(curves)
+    claims = judged_metric_claims(curves.metrics, held_noisy_level(curves.metrics), peak_to_dip_change(curves, phases),
+                                  post_fit, sensitivity_grid(curves), curves.n_test)
+    return {"phases": phases, "post_fit": post_fit, "claims": claims}
 
 
 def claims_from(s: RunSummary, threshold: float = 100.0) -> pd.DataFrame:

@@ -143,15 +143,3 @@ def _candidate_correlations(run: RunData, probe: pd.DataFrame, table: pd.DataFra
                       input_percentile=percentile_rank(best["input_r"], randoms["input_r"].to_numpy()))
     return corr
 
-
-def metric_verdicts(curves: Curves) -> dict[str, Any]:
-    """From a run's metrics and test record alone (``Curves``): the post-fit change and the claims
-    that need nothing else (``claims.judged_metric_claims``), for a sweep whose run directories are
-    not at hand. Keys: ``post_fit`` (``post_fit_change``), ``claims`` (the judged rows)."""
-    from ddd_support.analysis.claims import judged_metric_claims
-
-    phases = detect_phases(curves.metrics, n_test=curves.n_test).as_dict()
-    post_fit = post_fit_change(curves)
-    claims = judged_metric_claims(curves.metrics, held_noisy_level(curves.metrics), peak_to_dip_change(curves, phases),
-                                  post_fit, sensitivity_grid(curves), curves.n_test)
-    return {"phases": phases, "post_fit": post_fit, "claims": claims}

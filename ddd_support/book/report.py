@@ -66,7 +66,8 @@ def write_run_figures(run: RunData, phases: Phases, sep: pd.DataFrame, table: pd
         "separation_curves": lambda: fg.plot_separation_curves(sep),
         "large_activation": lambda: fg.plot_large_activation(table, run.metrics),
         f"activation_histogram_layer{layer}": lambda: fg.plot_activation_histogram(
-            run.snapshot(run.last_snapshot_epoch), layer),
+            run.snapshot(run.last_snapshot_epoch), layer, ratio=float(
+                table[(table["epoch"] == table["epoch"].max()) & (table["layer"] == layer)]["ratio"].iloc[0])),
         "correlations": lambda: fg.plot_correlations(corr),
         "noise_transition": lambda: fg.plot_noise_transition(
             transition_matrix(run.labels["original"], run.labels["noisy"])),

@@ -301,8 +301,12 @@ def plot_large_activation(table: pd.DataFrame, metrics: pd.DataFrame, quantity: 
 
 
 @styled
-def plot_activation_histogram(snapshot: dict[str, np.ndarray], layer: int, title: str | None = None) -> Figure:
-    """Histogram of the layer's per-neuron max |activation| (log counts), the top neuron marked."""
+def plot_activation_histogram(snapshot: dict[str, np.ndarray], layer: int, title: str | None = None,
+                              ratio: float | None = None) -> Figure:
+    """Histogram of the layer's per-neuron max |activation| (log counts), the top neuron marked.
+
+    ``ratio``: the top neuron's ratio as the analysis computed it (``large_activation_table``),
+    quoted in the title; without it the title computes it from the snapshot."""
     absmax = np.asarray(snapshot[f"l{layer}_absmax"], dtype=float)
     live = absmax[absmax > 0]
     fig, ax = plt.subplots(layout="constrained", figsize=(7, 4))
@@ -319,11 +323,14 @@ def plot_activation_histogram(snapshot: dict[str, np.ndarray], layer: int, title
     ax.legend(title=f"{dead} silent neurons not shown" if dead else None, frameon=False)
     epoch = int(snapshot["epoch"]) if "epoch" in snapshot else None
     when = f" at epoch {epoch}" if epoch is not None else ""
-    if f"l{layer}_median_abs_nonzero" in snapshot:
+    if ratio is not None:
+        what = REFERENCE_NAMES["median_nonzero"]
+    elif f"l{layer}_median_abs_nonzero" in snapshot:
         reference, what = reference_magnitude(snapshot, layer), REFERENCE_NAMES["median_nonzero"]
+        ratio = absmax[top] / reference if reference > 0 else float("nan")
     else:
         reference, what = (float(np.median(live)) if len(live) else float("nan")), "median neuron"
-    ratio = absmax[top] / reference if reference > 0 else float("nan")
+        ratio = absmax[top] / reference if reference > 0 else float("nan")
     ax.set_title(title or f"Layer {layer}{when}: neuron {top} reaches {absmax[top]:.3g},\n"
                           f"{ratio:.0f}x the {what}")
     return fig

@@ -134,11 +134,11 @@ METRIC_CLAIMS: tuple[str, ...] = ("clean_first", "noisy_fit", "test_dip", "post_
 
 def verdict_columns(metrics: pd.DataFrame, correct: np.ndarray, n_test: int, noise_rate: float) -> dict[str, Any]:
     """The phase epochs, the post-fit change and the verdicts of ``METRIC_CLAIMS`` of one run from
-    its metrics and per-image test record (``summary.metric_verdicts``), judged among themselves;
+    its metrics and per-image test record (``claims.metric_verdicts``), judged among themselves;
     without label noise the claims about noisy labels are not testable."""
     from ddd_support.analysis.regeneralisation import Curves
     from ddd_support.analysis.stats import NOT_TESTABLE
-    from ddd_support.analysis.summary import metric_verdicts
+    from ddd_support.analysis.claims import metric_verdicts
 
     found = metric_verdicts(Curves(metrics.reset_index(drop=True), correct, int(n_test)))
     phases, post_fit, claims = found["phases"], found["post_fit"], found["claims"].set_index("claim")["verdict"]
