@@ -195,6 +195,7 @@ def test_the_paper_mlp7_top_neuron_of_layer_4_is_quoted_from_its_stored_activati
     row = read_table("paper", "large_activation").set_index("model").loc["mlp7"]
     assert (row["layer"], row["layers"], row["neuron"]) == (4, 6, int(last["l4_top_idx"][0])) == (4, 6, 1644)
     assert row["ratio"] == pytest.approx(ratio, rel=1e-3) and 20 < ratio < 30 and (act > 0).mean() == 1.0
+    assert row["growth"] > 2   # chapter 05: "several times more than random weights give"
     assert claims_verdict("paper", "mlp7", "large_100x") == "ruled out"
     assert claims_verdict("paper", "mlp7", "large_shallow") == "ruled out"
 
