@@ -90,8 +90,9 @@ def prepare_data(cfg: TrainConfig, arrays: data_mod.CifarArrays, device: torch.d
     x_unseen = unseen_groups = None
     if len(outside):  # a subset: the unseen images are training images the run leaves out
         rows = outside[choose_unseen(labels, arrays.y_train[outside], cfg.resolved_noise_seed)]
-        x_unseen = data_mod.normalize(data_mod.to_float_tensor(arrays.x_train[rows]), mean, std).to(device)
-        unseen_groups = {"unseen": (as_long(arrays.y_train[rows]), as_bool(np.ones(len(rows), dtype=bool)))}
+        if len(rows):  # none without label noise: no noisy group to match
+            x_unseen = data_mod.normalize(data_mod.to_float_tensor(arrays.x_train[rows]), mean, std).to(device)
+            unseen_groups = {"unseen": (as_long(arrays.y_train[rows]), as_bool(np.ones(len(rows), dtype=bool)))}
     else:  # all training images: the unseen images are test images
         picked = np.zeros(len(y_test), dtype=bool)
         picked[choose_unseen(labels, y_test, cfg.resolved_noise_seed)] = True

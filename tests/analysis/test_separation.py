@@ -244,3 +244,13 @@ def test_a_new_run_records_unseen_class_means_as_many_per_class_as_its_noisy_ima
     assert (snap["count_unseen"] == np.minimum(noisy, pool)).all()
     assert snap["l1_mean_unseen"].shape == snap["l1_mean_noisy"].shape
     assert index_table(run)["clean_unseen"].notna().all()
+
+
+def test_a_run_without_label_noise_trains_on_a_subset_with_no_unseen_group(tmp_path, synthetic_arrays):
+    """No noisy images, nothing to match: the unseen group is left out instead of being empty."""
+    from ddd_support.runs.reader import load_run
+    from ddd_support.train.driver import train
+    from tests.conftest import tiny_config
+
+    run = load_run(train(tiny_config(epochs=1, noise_rate=0.0, n_train=200, n_test=100), tmp_path, synthetic_arrays))
+    assert "l1_mean_unseen" not in run.snapshot(run.snapshot_epochs[-1])
