@@ -34,11 +34,12 @@ from ddd_support.analysis.summary import RunSummary, peak_to_dip_change
 #: The claims, in the order the book lists them: id -> statement in plain words.
 CLAIMS: dict[str, str] = {
     "clean_first": "clean labels are learned before noisy ones (50% accuracy reached at least one epoch earlier)",
-    "noisy_fit": "the noisy labels are fitted and stay fitted (at least 95% of them, held over the last tenth of training)",
+    "noisy_fit": "the noisy labels are fitted and stay fitted (at least 95% of them, held over the last tenth "
+                 "of training)",
     "test_dip": "test accuracy falls after its early peak (by at least 1 point)",
     "post_fit_rise": "test accuracy rises again after the noisy labels are fitted (by at least 1 point)",
-    "outer_separates": "the last hidden layer sets noisy images apart from their clean classmates, more than unseen images "
-                       "(net index at least 0.1)",
+    "outer_separates": "the last hidden layer sets noisy images apart from their clean classmates, more than unseen "
+                       "images (net index at least 0.1)",
     "separation_depth": "the net separation grows with depth, beyond its value at initialisation (by at least 0.1)",
     "large_exists": "a large activation emerges: one neuron tops at least half of the images, its ratio and its share "
                     "both at least twice their values at initialisation",
@@ -46,7 +47,8 @@ CLAIMS: dict[str, str] = {
     "large_shallow": "the large activation sits in the shallow half of the network",
     "large_input": "the large activation tracks the input more than the output (|r| larger by at least 0.1), "
                    "beyond random neurons",
-    "large_needed": "silencing the large-activation neuron costs test accuracy (at least 1 point), beyond random neurons",
+    "large_needed": "silencing the large-activation neuron costs test accuracy (at least 1 point), beyond random "
+                    "neurons",
 }
 
 
@@ -77,7 +79,8 @@ class Effect(NamedTuple):
 #: Every claim's smallest effect of interest (in the statistic's own units).
 EFFECTS: dict[str, Effect] = {
     "clean_first": Effect(1.0, "above", "one epoch: an earlier epoch at all"),
-    "noisy_fit": Effect(0.95, "above", "95% of the wrong labels kept to the end is memorisation, not a passing crossing"),
+    "noisy_fit": Effect(0.95, "above", "95% of the wrong labels kept to the end is memorisation, not a passing "
+                                       "crossing"),
     "test_dip": Effect(-0.01, "below", "1 point of test accuracy, about the epoch-to-epoch wobble of a curve"),
     "post_fit_rise": Effect(0.01, "above", "1 point of test accuracy: smaller rises are within the epoch-to-epoch "
                                            "wobble of a curve and would not show as a second descent in a figure"),
@@ -232,13 +235,15 @@ def _large_rows(s: RunSummary, threshold: float) -> list[dict[str, Any]]:
         return rows
     exists = HOLDS if g["exists"] else RULED_OUT
     rows = [_observation("large_exists", g["growth"],
-                         f"{where}: ratio {g['ratio']:.1f}x ({g['growth']:.2f}x its initial {g['ratio_at_init']:.1f}x), "
+                         f"{where}: ratio {g['ratio']:.1f}x ({g['growth']:.2f}x its initial "
+                         f"{g['ratio_at_init']:.1f}x), "
                          f"neuron {g['neuron']} tops {g['dominance']:.0%} of images ({g['dominance_at_init']:.0%} at "
                          f"initialisation)", exists),
             _observation("large_100x", g["ratio"], f"median per-image ratio {g['ratio']:.1f}x")]
     none = "no large activation to test"
     if not g["exists"]:
-        return rows + [_row(c, np.nan, None, none, NOT_TESTABLE) for c in ("large_shallow", "large_input", "large_needed")]
+        return rows + [_row(c, np.nan, None, none, NOT_TESTABLE)
+                       for c in ("large_shallow", "large_input", "large_needed")]
     rows.append(_observation("large_shallow", g["layer"] / g["layers"], where))
     a = s.correlations.attrs
     diff = Interval(a["input_r"] - a["output_r"], a["input_r_low"] - a["output_r_high"],

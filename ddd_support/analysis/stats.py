@@ -129,7 +129,8 @@ def seed_interval(values: np.ndarray | list[float], level: float = 0.95,
     if np.isfinite(sampling):
         var = max(var, sampling)
     half = float(stats.t.ppf(0.5 + level / 2, n - 1) * np.sqrt(var / n))
-    method = f"t interval over {n} seeds" + (", spread at least the seeds' sampling noise" if np.isfinite(sampling) else "")
+    floor = ", spread at least the seeds' sampling noise" if np.isfinite(sampling) else ""
+    method = f"t interval over {n} seeds{floor}"
     return Interval(mean, mean - half, mean + half, n, method)
 
 

@@ -22,8 +22,8 @@ from ddd_support.analysis.phases import detect_phases, test_set_size
 from ddd_support.analysis.regeneralisation import (Curves, held_noisy_level, post_fit_change, sensitivity_grid,
                                                    window_change)
 from ddd_support.runs.reader import RunData
-from ddd_support.analysis.separation import (depth_trend, index_table, layer_index, layer_separation, separation_summary,
-                         separation_table)
+from ddd_support.analysis.separation import (depth_trend, index_table, layer_index, layer_separation,
+                                             separation_summary, separation_table)
 from ddd_support.analysis.stats import percentile_rank
 
 

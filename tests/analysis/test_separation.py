@@ -209,7 +209,8 @@ def test_a_drift_that_unseen_images_share_does_not_count_as_separation(tmp_path)
         snap = planted_snapshot(rng, [0.5, 0.5, 0.5], [0.0, pull / 2, pull])
         for layer, p in zip((1, 2, 3), (0.0, pull / 2, pull)):   # unseen images drawn like the noisy ones
             centres = np.abs(np.random.default_rng(7).normal(1.0, 1.0, size=(10, 40)))
-            snap[f"l{layer}_mean_unseen"] = sampled_means(rng, centres, 0.5, 60, p * (np.roll(centres, 1, axis=0) - centres))
+            towards = np.roll(centres, 1, axis=0) - centres
+            snap[f"l{layer}_mean_unseen"] = sampled_means(rng, centres, 0.5, 60, p * towards)
         snaps[epoch] = snap
     run = write_run(tmp_path, snaps)
     run.config["hidden_widths"] = [40, 40, 40]
@@ -217,7 +218,7 @@ def test_a_drift_that_unseen_images_share_does_not_count_as_separation(tmp_path)
     last = table[(table["epoch"] == 10) & (table["layer"] == 3)]
     assert last["index"].mean() > 0.1                       # the gross index "separates" ...
     trend = depth_trend(table)
-    assert trend["net"] and trend["outer_low"] < 0.1 and abs(trend["outer"]) < 0.05   # ... net of unseen images it does not
+    assert trend["net"] and trend["outer_low"] < 0.1 and abs(trend["outer"]) < 0.05   # ... net of unseen images not
 
 
 def test_the_unseen_control_prefers_the_matched_group_over_all_test_images():
@@ -230,7 +231,8 @@ def test_the_unseen_control_prefers_the_matched_group_over_all_test_images():
 
 
 @pytest.mark.parametrize("n_train", [None, 200])
-def test_a_new_run_records_unseen_class_means_as_many_per_class_as_its_noisy_images(tmp_path, synthetic_arrays, n_train):
+def test_a_new_run_records_unseen_class_means_as_many_per_class_as_its_noisy_images(tmp_path, synthetic_arrays,
+                                                                                     n_train):
     """All training images: the unseen ones are test images; a subset: training images it leaves out."""
     from ddd_support.runs.reader import load_run
     from ddd_support.train.driver import train

@@ -17,8 +17,8 @@ from ddd_support.book.reference import REFERENCE_INDEX, REFERENCE_ROOT
 
 pytestmark = pytest.mark.skipif(not (REFERENCE_ROOT / REFERENCE_INDEX).is_file(),
                                 reason="no committed reference runs")
-TABLES = ("phases", "post_fit", "post_fit_grid", "separation", "separation_index", "separation_depth", "large_activation", "per_image",
-          "correlations", "ablation", "claims", "claims_over_seeds")
+TABLES = ("phases", "post_fit", "post_fit_grid", "separation", "separation_index", "separation_depth",
+          "large_activation", "per_image", "correlations", "ablation", "claims", "claims_over_seeds")
 #: Claims whose holding side is below zero (a fall, a cost).
 BELOW = {"test_dip", "large_needed"}
 
