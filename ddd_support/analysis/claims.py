@@ -81,16 +81,17 @@ EFFECTS: dict[str, Effect] = {
     "clean_first": Effect(1.0, "above", "one epoch: an earlier epoch at all"),
     "noisy_fit": Effect(0.95, "above", "95% of the wrong labels kept to the end is memorisation, not a passing "
                                        "crossing"),
-    "test_dip": Effect(-0.01, "below", "1 point of test accuracy, about the epoch-to-epoch wobble of a curve"),
-    "post_fit_rise": Effect(0.01, "above", "1 point of test accuracy: smaller rises are within the epoch-to-epoch "
-                                           "wobble of a curve and would not show as a second descent in a figure"),
+    "test_dip": Effect(-0.01, "below", "about the epoch-to-epoch wobble of a test-accuracy curve"),
+    "post_fit_rise": Effect(0.01, "above", "about the epoch-to-epoch wobble of a test-accuracy curve (its standard "
+                                           "deviation is about 1 point in the reference runs), so a smaller rise would "
+                                           "not show as a second descent in a figure"),
     "outer_separates": Effect(0.1, "above", "a tenth of the way from another clean sample to another class"),
     "separation_depth": Effect(0.1, "above", "a tenth of the way from another clean sample to another class"),
     "large_exists": Effect(2.0, "above", "twice its initial value, for both the ratio and the share of images"),
     "large_100x": Effect(100.0, "above", "the paper's order of magnitude"),
     "large_shallow": Effect(0.5, "below", "the shallow half: layer k of L with k / L at most one half"),
     "large_input": Effect(0.1, "above", "0.1 in |r|, a difference a scatter plot would show"),
-    "large_needed": Effect(-0.01, "below", "1 point of test accuracy, as for the rise"),
+    "large_needed": Effect(-0.01, "below", "as for the rise of test accuracy"),
 }
 #: The outcome note (and pending verdict) of a neuron whose effect does not stand out from random neurons':
 #: such a claim is at best inconclusive.

@@ -352,3 +352,11 @@ def test_the_sweep_verdict_columns_are_what_its_own_files_give(sweep):
                 assert pd.isna(stored), (row.point, key)
             else:
                 assert stored == pytest.approx(value, rel=1e-6, abs=1e-9), (row.point, key)
+
+
+def test_the_reason_for_a_one_point_rise_holds_the_curves_wobble_about_a_point():
+    """EFFECTS["post_fit_rise"]: the epoch-to-epoch change of test accuracy has a standard deviation of about 1 point."""
+    for path in sorted(REFERENCE_ROOT.glob("*/mlp*/seed*/metrics.csv")):
+        acc = pd.read_csv(path)["test_acc"].to_numpy()
+        wobble = 100 * np.diff(acc[len(acc) // 2:]).std()
+        assert 0.4 < wobble < 1.6, (path, wobble)
