@@ -453,6 +453,35 @@ def plot_intervals(table: pd.DataFrame, value: str, low: str, high: str, xlabel:
     return fig
 
 
+@styled
+def plot_sensitivity_grid(cells: pd.DataFrame, effect: float, title: str, scale: float = 100.0) -> Figure:
+    """One row per variant of the post-fit sensitivity grid (``claims.grid_over_seeds`` or one run's
+    ``sensitivity_grid``): the change with its 95% interval, lines at zero and at the smallest
+    effect of interest; variants that are not testable are listed as such."""
+    rows = cells.sort_values(["level", "window", "end_fraction"]).reset_index(drop=True)
+    fig, ax = plt.subplots(layout="constrained", figsize=(8, 0.9 + 0.28 * len(rows)))
+    labels = []
+    for i, r in rows.iterrows():
+        y = len(rows) - 1 - i
+        name = f"fit {r['level']:.0%}, window {int(r['window'])}, last {r['end_fraction']:.0%}"
+        if not np.isfinite(r["change"]):
+            labels.append((y, f"{name} (not testable)"))
+            continue
+        lo, hi = r["low"] * scale, r["high"] * scale
+        ax.plot([lo, hi], [y, y], color=OKABE_ITO["blue"], lw=2)
+        ax.plot(r["change"] * scale, y, "o", ms=6, color=OKABE_ITO["blue"])
+        labels.append((y, name))
+    ax.axvline(0.0, color=OKABE_ITO["black"], lw=1, ls="--", label="no change")
+    ax.axvline(effect * scale, color=OKABE_ITO["vermillion"], lw=1.5, ls=":", label="smallest rise of interest")
+    ax.set_yticks([y for y, _ in labels], [t for _, t in labels])
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.set_xlabel("test accuracy, end window minus fit window (points)")
+    ax.grid(axis="y", visible=False)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.set_title(title)
+    return fig
+
+
 #: The y-axis label of each separation index column ``plot_separation_index`` can show.
 INDEX_LABELS: dict[str, str] = {
     "index": "separation index\n(0 = split-half baseline, 1 = another class)",
