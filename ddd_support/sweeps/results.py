@@ -422,6 +422,10 @@ def sweep_findings(table: pd.DataFrame, correct: dict[str, np.ndarray]) -> dict[
     out["post_fit"] = (f"of the {len(fitted_runs)} runs whose post-fit change is testable, test accuracy after the "
                        f"fit rises in {counts.get('rises', 0)}, falls in {counts.get('falls', 0)} and shows no "
                        f"detectable change in {counts.get('no detectable change', 0)}")
+    if "claim_post_fit_rise" in noisy:
+        judged = noisy["claim_post_fit_rise"].value_counts()
+        out["post_fit"] += ("; against a rise of at least 1 point the verdict is " + ", ".join(
+            f"{v} in {judged.get(v, 0)}" for v in ("holds", "ruled out", "inconclusive")))
     clean_final = with_width(clean).sort_values("width")
     out["clean_by_width"] = ", ".join(f"{r.width}: {1 - r.final_test_acc:.1%}" for r in clean_final.itertuples())
     if len(clean_final) > 1:
