@@ -1,40 +1,108 @@
-"""The paper's findings as three-valued verdicts, one table: ``claim_rows`` and ``claims_over_seeds``.
+"""The paper's findings as four-valued verdicts, one table: ``claim_rows`` and ``claims_over_seeds``.
 
-Each claim of Kubo et al. (2026) becomes, per run, a *statistic* with its 95% interval
-(``low``, ``high``) or a plain observation, an *outcome* in words and a *verdict*: holds,
-fails or not testable (``stats``). A claim about the large activation is testable only where a
-large activation exists. Over seeds a claim holds only if it holds in every seed where it is
-testable. The book's sentences (``phase_sentence``, ``findings_in_words``) are written from
+Each claim of Kubo et al. (2026) states its *smallest effect of interest* (``EFFECTS``, with
+its reason) and becomes, per run, a *statistic* with its 95% interval (``low``, ``high``) or a
+plain observation, an *outcome* in words and a *verdict* (``stats``): *holds* (the interval
+excludes zero on the claimed side and still reaches the effect), *ruled out* (the interval
+excludes the effect: anything the data allow is smaller), *inconclusive* (the interval holds
+both), *not testable* (not measurable in the run). Observations without a sampling interval
+hold at or beyond the effect and are ruled out short of it.
+
+Each interval claim carries two one-sided p-values (no effect; an effect at least the one of
+interest), raw and Holm-adjusted within the claims of one run (``claim_rows``) or of one model
+over seeds (``claims_over_seeds``); the verdict uses the adjusted ones. Over seeds, the interval
+is the seed mean's, with a spread no smaller than each seed's own sampling noise
+(``stats.seed_interval``), and the table says on how many seeds it rests. The post-fit rise is
+also judged on every variant of its sensitivity grid (``regeneralisation.sensitivity_grid``):
+a verdict that flips inside the grid is inconclusive. The book's sentences are written from
 these tables, never by hand.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from ddd_support.analysis.stats import FAILS, HOLDS, NOT_TESTABLE, Interval, outcome, seed_interval, verdict
-from ddd_support.analysis.summary import RunSummary
+from ddd_support.analysis.stats import (HOLDS, INCONCLUSIVE, NOT_TESTABLE, RULED_OUT, Interval, holm, observed,
+                                        outcome, p_values, seed_interval, standard_error, verdict)
+from ddd_support.analysis.phases import detect_phases
+from ddd_support.analysis.regeneralisation import Curves, held_noisy_level, post_fit_change, sensitivity_grid
+from ddd_support.analysis.summary import RunSummary, peak_to_dip_change
 
-#: The claims, in the order the book lists them: id -> statement.
+#: The claims, in the order the book lists them: id -> statement in plain words.
 CLAIMS: dict[str, str] = {
-    "clean_first": "clean labels are learned before noisy ones (50% accuracy reached first)",
-    "noisy_fit": "the noisy labels are fitted (99% training accuracy on them)",
-    "test_dip": "test accuracy falls after its early peak",
-    "post_fit_rise": "test accuracy rises after the noisy labels are fitted (second descent)",
-    "outer_separates": "the last hidden layer separates noisy from clean images beyond the split-half baseline",
-    "separation_depth": "separation grows with depth, net of its value at initialisation",
-    "large_exists": "a large activation emerges (one neuron tops >= 50% of images, ratio >= 2x its initial value)",
-    "large_100x": "the large activation reaches 100x the median non-zero activation",
+    "clean_first": "clean labels are learned before noisy ones (50% accuracy reached at least one epoch earlier)",
+    "noisy_fit": "the noisy labels are fitted and stay fitted (at least 95% of them, held over the last tenth "
+                 "of training)",
+    "test_dip": "test accuracy falls after its early peak (by at least 1 point)",
+    "post_fit_rise": "test accuracy rises again after the noisy labels are fitted (by at least 1 point)",
+    "outer_separates": "the last hidden layer sets noisy images apart from their clean classmates, more than unseen "
+                       "images (net index at least 0.1)",
+    "separation_depth": "the net separation grows with depth, beyond its value at initialisation (by at least 0.1)",
+    "large_exists": "a large activation emerges: one neuron tops at least half of the images, its ratio and its share "
+                    "both at least twice their values at initialisation",
+    "large_100x": "the large activation reaches 100 times the median non-zero activation",
     "large_shallow": "the large activation sits in the shallow half of the network",
-    "large_input": "the large activation tracks the input more than the output, beyond random neurons",
-    "large_needed": "silencing the large-activation neuron costs test accuracy beyond random neurons",
+    "large_input": "the large activation tracks the input more than the output (|r| larger by at least 0.1), "
+                   "beyond random neurons",
+    "large_needed": "silencing the large-activation neuron costs test accuracy (at least 1 point), beyond random "
+                    "neurons",
 }
+
+
+#: Each claim in a few plain words, for sentences and table rows.
+SHORT_NAMES: dict[str, str] = {
+    "clean_first": "clean labels learned first",
+    "noisy_fit": "noisy labels fitted and held",
+    "test_dip": "test accuracy falls after its early peak",
+    "post_fit_rise": "test accuracy rises again after the noisy fit",
+    "outer_separates": "the last layer sets noisy images apart",
+    "separation_depth": "that separation grows with depth",
+    "large_exists": "a large activation emerges",
+    "large_100x": "it reaches 100 times the typical activation",
+    "large_shallow": "it sits in the shallow half",
+    "large_input": "it tracks the input more than the output",
+    "large_needed": "the network needs it",
+}
+
+
+class Effect(NamedTuple):
+    """A claim's smallest effect of interest: its size on the claimed side and why."""
+
+    size: float
+    side: Literal["above", "below"]
+    reason: str
+
+
+#: Every claim's smallest effect of interest (in the statistic's own units).
+EFFECTS: dict[str, Effect] = {
+    "clean_first": Effect(1.0, "above", "one epoch: an earlier epoch at all"),
+    "noisy_fit": Effect(0.95, "above", "95% of the wrong labels kept to the end is memorisation, not a passing "
+                                       "crossing"),
+    "test_dip": Effect(-0.01, "below", "about the epoch-to-epoch wobble of a test-accuracy curve"),
+    "post_fit_rise": Effect(0.01, "above", "about the epoch-to-epoch wobble of a test-accuracy curve (its standard "
+                                           "deviation is about 1 point in the reference runs), so a smaller rise would "
+                                           "not show as a second descent in a figure"),
+    "outer_separates": Effect(0.1, "above", "a tenth of the way from another clean sample to another class"),
+    "separation_depth": Effect(0.1, "above", "a tenth of the way from another clean sample to another class"),
+    "large_exists": Effect(2.0, "above", "twice its initial value, for both the ratio and the share of images"),
+    "large_100x": Effect(100.0, "above", "the paper's order of magnitude"),
+    "large_shallow": Effect(0.5, "below", "the shallow half: layer k of L with k / L at most one half"),
+    "large_input": Effect(0.1, "above", "0.1 in |r|, a difference a scatter plot would show"),
+    "large_needed": Effect(-0.01, "below", "as for the rise of test accuracy"),
+}
+#: The outcome note (and pending verdict) of a neuron whose effect does not stand out from random neurons':
+#: such a claim is at best inconclusive.
+NOT_BEYOND = "not beyond random neurons"
 #: Where a claim's statistic is a change of accuracy (shown in percentage points).
 ACCURACY_CLAIMS = frozenset({"test_dip", "post_fit_rise", "large_needed"})
-COLUMNS = ["model", "seed", "claim", "statement", "statistic", "low", "high", "outcome", "verdict"]
+COLUMNS = ["model", "seed", "claim", "statement", "effect", "statistic", "low", "high", "p_holds", "p_holds_holm",
+           "p_ruled_out", "p_ruled_out_holm", "outcome", "verdict"]
+OVER_COLUMNS = ["model", "claim", "statement", "effect", "seeds", "testable", "holds", "ruled_out", "inconclusive",
+                "mean", "low", "high", "p_holds", "p_holds_holm", "p_ruled_out", "p_ruled_out_holm", "grid",
+                "verdict"]
 
 
 def first_epoch_at(metrics: pd.DataFrame, column: str, level: float = 0.5) -> int | None:
@@ -49,120 +117,291 @@ def strongest_correlation(corr: pd.DataFrame, kind: str) -> float:
     return float(rows["pearson"].abs().max())
 
 
-def _row(claim: str, statistic: float, interval: Interval | None, words: str, result: str) -> dict[str, Any]:
+def _row(claim: str, statistic: float, interval: Interval | None, words: str,
+         result: str | None = None) -> dict[str, Any]:
+    """One claim's row; ``result`` None: judged later from the interval (``_judge``)."""
     low = np.nan if interval is None else interval.low
     high = np.nan if interval is None else interval.high
-    return {"claim": claim, "statement": CLAIMS[claim], "statistic": statistic, "low": low, "high": high,
-            "outcome": words, "verdict": result}
+    return {"claim": claim, "statement": CLAIMS[claim], "effect": EFFECTS[claim].size, "statistic": statistic,
+            "low": low, "high": high, "outcome": words, "verdict": result}
 
 
-def _observation(claim: str, statistic: float, holds: bool | None, words: str) -> dict[str, Any]:
-    return _row(claim, statistic, None, words, NOT_TESTABLE if holds is None else (HOLDS if holds else FAILS))
+def _observation(claim: str, statistic: float, words: str, result: str | None = None) -> dict[str, Any]:
+    """A plain observation, judged against its effect (``stats.observed``) unless ``result`` is given."""
+    e = EFFECTS[claim]
+    return _row(claim, statistic, None, words, observed(statistic, e.size, e.side) if result is None else result)
+
+
+def unfitted_words(fit_epoch: Any) -> str:
+    """Why a run's post-fit change is not testable, in words."""
+    if fit_epoch is None or pd.isna(fit_epoch):
+        return "the noisy-label accuracy never stays at 99% for five epochs in a row"
+    return f"the noisy labels are fitted and held only from epoch {int(fit_epoch)}, too late to compare with the end"
+
+
+def layer_words(layer: int, layers: int) -> str:
+    """``layer 4 of 6``."""
+    return f"layer {layer} of {layers}"
+
+
+def metric_rows(metrics: pd.DataFrame, held_noisy: float, peak_to_dip: dict[str, Any], post_fit: dict[str, Any],
+                n_test: int) -> list[dict[str, Any]]:
+    """The claims that need only the metrics and the test record (clean first, noisy fit, the dip,
+    the post-fit rise), as rows still to be judged (``_judge``)."""
+    m = metrics
+    rows: list[dict[str, Any]] = []
+    clean50, noisy50 = first_epoch_at(m, "clean_acc"), first_epoch_at(m, "noisy_acc")
+    lead = np.nan if clean50 is None else (float(m["epoch"].max()) + 1 - clean50 if noisy50 is None
+                                           else float(noisy50 - clean50))
+    rows.append(_observation("clean_first", lead, f"clean at epoch {clean50}, noisy at epoch {noisy50}"))
+    rows.append(_observation("noisy_fit", held_noisy,
+                             f"lowest noisy-label accuracy over the last tenth of training {held_noisy:.1%} "
+                             f"(highest ever {float(m['noisy_acc'].max()):.1%})"))
+    d = peak_to_dip
+    if np.isfinite(d["change"]):
+        ci = Interval(d["change"], d["low"], d["high"], n_test)
+        rows.append(_row("test_dip", d["change"], ci, outcome(ci, "rises", "falls")))
+    else:
+        rows.append(_observation("test_dip", np.nan, "no early peak", RULED_OUT))
+    p = post_fit
+    if p["outcome"] == NOT_TESTABLE:
+        rows.append(_row("post_fit_rise", np.nan, None, unfitted_words(p["fit_epoch"]), NOT_TESTABLE))
+    else:
+        ci = Interval(p["change"], p["low"], p["high"], n_test)
+        rows.append(_row("post_fit_rise", p["change"], ci,
+                         f"from the fit (epoch {p['fit_epoch']}) to the end: {p['outcome']}; "
+                         f"{grid_range_words(p['grid'])}" if "grid" in p else
+                         f"from the fit (epoch {p['fit_epoch']}) to the end: {p['outcome']}"))
+    return rows
+
+
+def judged_metric_claims(metrics: pd.DataFrame, held_noisy: float, peak_to_dip: dict[str, Any],
+                         post_fit: dict[str, Any], grid: pd.DataFrame, n_test: int) -> pd.DataFrame:
+    """``metric_rows`` judged on their own (Holm over these claims alone), the post-fit rise limited
+    by its sensitivity grid: for a run whose other records are not at hand (a sweep's tables)."""
+    rows = metric_rows(metrics, held_noisy, {**peak_to_dip}, {**post_fit, "grid": grid}, n_test)
+    table = _judge(pd.DataFrame(rows))
+    i = table.index[table["claim"] == "post_fit_rise"]
+    table.loc[i, "verdict"] = [flip_limited(v, grid_verdicts(grid)) for v in table.loc[i, "verdict"]]
+    return table
+
+
+def metric_verdicts(curves: Curves) -> dict[str, Any]:
+    """From a run's metrics and test record alone (``Curves``): the post-fit change and the claims
+    that need nothing else (``judged_metric_claims``), for a sweep whose run directories are not at
+    hand. Keys: ``phases`` (``detect_phases``), ``post_fit`` (``post_fit_change``), ``claims``."""
+    phases = detect_phases(curves.metrics, n_test=curves.n_test).as_dict()
+    post_fit = post_fit_change(curves)
+    claims = judged_metric_claims(curves.metrics, held_noisy_level(curves.metrics), peak_to_dip_change(curves, phases),
+                                  post_fit, sensitivity_grid(curves), curves.n_test)
+    return {"phases": phases, "post_fit": post_fit, "claims": claims}
 
 
 def claims_from(s: RunSummary, threshold: float = 100.0) -> pd.DataFrame:
     """Every claim of ``CLAIMS`` on one run's summary: one row each (columns ``COLUMNS``)."""
-    m = s.metrics
-    rows: list[dict[str, Any]] = []
-    clean50, noisy50 = first_epoch_at(m, "clean_acc"), first_epoch_at(m, "noisy_acc")
-    first = clean50 is not None and (noisy50 is None or clean50 < noisy50)
-    rows.append(_observation("clean_first", np.nan if noisy50 is None or clean50 is None else noisy50 - clean50,
-                             first, f"clean at epoch {clean50}, noisy at epoch {noisy50}"))
-    best_noisy = float(m["noisy_acc"].max())
-    rows.append(_observation("noisy_fit", best_noisy, best_noisy >= 0.99, f"noisy-label accuracy reaches {best_noisy:.1%}"))
-
-    d = s.peak_to_dip
-    if np.isfinite(d["change"]):
-        ci = Interval(d["change"], d["low"], d["high"], s.n_test)
-        rows.append(_row("test_dip", d["change"], ci, outcome(ci, "rises", "falls"), verdict(ci, side="below")))
-    else:
-        rows.append(_observation("test_dip", np.nan, False, "no early peak"))
-
-    p = s.post_fit
-    ci = None if p["outcome"] == NOT_TESTABLE else Interval(p["change"], p["low"], p["high"], s.n_test)
-    rows.append(_row("post_fit_rise", p["change"], ci,
-                     "noisy labels never fitted" if ci is None else p["outcome"], verdict(ci)))
-
+    rows = metric_rows(s.metrics, s.held_noisy, s.peak_to_dip, {**s.post_fit, "grid": s.post_fit_grid}, s.n_test)
     if s.depth is None:
         why = "no split-half baseline recorded"
-        rows += [_observation("outer_separates", np.nan, None, why), _observation("separation_depth", np.nan, None, why)]
+        rows += [_row(c, np.nan, None, why, NOT_TESTABLE) for c in ("outer_separates", "separation_depth")]
     else:
         dp = s.depth
         outer = Interval(dp["outer"], dp["outer_low"], dp["outer_high"], 10)
         trend = Interval(dp["trend"], dp["trend_low"], dp["trend_high"], 10)
-        rows.append(_row("outer_separates", dp["outer"], outer, outcome(outer, "separates", "closer than baseline"),
-                         verdict(outer)))
-        rows.append(_row("separation_depth", dp["trend"], trend, outcome(trend, "grows with depth", "shrinks with depth"),
-                         verdict(trend)))
-
-    g = s.large
-    if not g["recorded"]:
-        why = "no per-image statistics recorded"
-        rows += [_observation(c, np.nan, None, why) for c in
-                 ("large_exists", "large_100x", "large_shallow", "large_input", "large_needed")]
-        return _finish(rows, s)
-    rows.append(_observation("large_exists", g["growth"], g["exists"],
-                             f"layer {g['layer']}: ratio {g['ratio']:.1f}x ({g['growth']:.2f}x its initial "
-                             f"{g['ratio_at_init']:.1f}x), neuron {g['neuron']} tops {g['dominance']:.0%} of images"))
-    rows.append(_observation("large_100x", g["ratio"], g["ratio"] >= threshold, f"median per-image ratio {g['ratio']:.1f}x"))
-    none = "no large activation to test"
-    if not g["exists"]:
-        rows += [_observation(c, np.nan, None, none) for c in ("large_shallow", "large_input", "large_needed")]
-        return _finish(rows, s)
-    rows.append(_observation("large_shallow", g["layer"] / g["layers"], g["layer"] <= g["layers"] / 2,
-                             f"layer {g['layer']} of {g['layers']}"))
-    a = s.correlations.attrs
-    diff = Interval(a["input_r"] - a["output_r"], a["input_r_low"] - a["output_r_high"],
-                    a["input_r_high"] - a["output_r_low"], int(s.correlations["n"].iloc[0]))
-    tracks = verdict(diff)
-    if tracks == HOLDS and not a["input_percentile"] >= 0.95:
-        tracks = FAILS
-    rows.append(_row("large_input", diff.estimate, diff,
-                     f"input |r| {a['input_r']:.2f} (random neurons' percentile {a['input_percentile']:.0%}), "
-                     f"output |r| {a['output_r']:.2f}", tracks))
-    ab = s.ablation
-    if ab is None:
-        rows.append(_observation("large_needed", np.nan, None, "no ablation computed"))
-    else:
-        ci = Interval(ab["d_test_acc"], ab["low"], ab["high"], s.n_test)
-        needed = verdict(ci, side="below")
-        if needed == HOLDS and not ab["percentile"] >= 0.95:
-            needed = FAILS
-        rows.append(_row("large_needed", ab["d_test_acc"], ci,
-                         f"{outcome(ci, 'helps', 'hurts')}; costs more than {ab['percentile']:.0%} of "
-                         f"{ab['n_random']} random neurons", needed))
+        net = "net of unseen images" if dp.get("net") else "no unseen images recorded, not net of them"
+        rows.append(_row("outer_separates", dp["outer"], outer,
+                         f"{outcome(outer, 'separates', 'closer than baseline')} ({net}; "
+                         f"{dp.get('outer_gross', np.nan):.2f} before)"))
+        rows.append(_row("separation_depth", dp["trend"], trend,
+                         outcome(trend, "grows with depth", "shrinks with depth")))
+    rows += _large_rows(s, threshold)
     return _finish(rows, s)
 
 
+def _large_rows(s: RunSummary, threshold: float) -> list[dict[str, Any]]:
+    """The five large-activation claims of one run."""
+    g = s.large
+    where = layer_words(g["layer"], g["layers"])
+    if not g["recorded"]:  # schema 1: the top neuron's stored activations, no per-image top neuron
+        growing = g["growth"] >= EFFECTS["large_exists"].size
+        words = (f"{where}, neuron {g['neuron']}: median per-image ratio {g['ratio']:.1f}x ({g['growth']:.1f}x its "
+                 f"initial {g['ratio_at_init']:.1f}x), active on {g['active']:.0%} of the probe images; "
+                 f"which neuron tops each image is not recorded")
+        rows = [_observation("large_exists", g["growth"], words, NOT_TESTABLE),
+                _observation("large_100x", g["ratio"], f"median per-image ratio of the top neuron {g['ratio']:.1f}x")]
+        rows.append(_observation("large_shallow", g["layer"] / g["layers"], where) if growing else
+                    _observation("large_shallow", np.nan, "no growing top neuron", NOT_TESTABLE))
+        why = "no random-neuron controls recorded"
+        rows += [_row("large_input", np.nan, None, why, NOT_TESTABLE),
+                 _row("large_needed", np.nan, None, "no ablation computed", NOT_TESTABLE)]
+        return rows
+    exists = HOLDS if g["exists"] else RULED_OUT
+    rows = [_observation("large_exists", g["growth"],
+                         f"{where}: ratio {g['ratio']:.1f}x ({g['growth']:.2f}x its initial "
+                         f"{g['ratio_at_init']:.1f}x), "
+                         f"neuron {g['neuron']} tops {g['dominance']:.0%} of images ({g['dominance_at_init']:.0%} at "
+                         f"initialisation)", exists),
+            _observation("large_100x", g["ratio"], f"median per-image ratio {g['ratio']:.1f}x")]
+    none = "no large activation to test"
+    if not g["exists"]:
+        return rows + [_row(c, np.nan, None, none, NOT_TESTABLE)
+                       for c in ("large_shallow", "large_input", "large_needed")]
+    rows.append(_observation("large_shallow", g["layer"] / g["layers"], where))
+    a = s.correlations.attrs
+    diff = Interval(a["input_r"] - a["output_r"], a["input_r_low"] - a["output_r_high"],
+                    a["input_r_high"] - a["output_r_low"], int(s.correlations["n"].iloc[0]))
+    beyond = a["input_percentile"] >= 0.95
+    rows.append(_row("large_input", diff.estimate, diff,
+                     f"input |r| {a['input_r']:.2f} (random neurons' percentile {a['input_percentile']:.0%}), "
+                     f"output |r| {a['output_r']:.2f}" + ("" if beyond else f"; {NOT_BEYOND}"),
+                     None if beyond else NOT_BEYOND))
+    ab = s.ablation
+    if ab is None:
+        rows.append(_row("large_needed", np.nan, None, "no ablation computed", NOT_TESTABLE))
+    else:
+        ci = Interval(ab["d_test_acc"], ab["low"], ab["high"], s.n_test)
+        rows.append(_row("large_needed", ab["d_test_acc"], ci,
+                         f"{outcome(ci, 'helps', 'hurts')}; costs more than {ab['percentile']:.0%} of "
+                         f"{ab['n_random']} random neurons" + ("" if ab["percentile"] >= 0.95 else f"; {NOT_BEYOND}"),
+                         None if ab["percentile"] >= 0.95 else NOT_BEYOND))
+    return rows
+
+
+def _pending(result: Any) -> bool:
+    """A row still to be judged from its interval (no verdict yet, or not beyond random neurons)."""
+    return result is None or (isinstance(result, float) and np.isnan(result)) or result == NOT_BEYOND
+
+
+def _judge(rows: pd.DataFrame, df: int | None = None) -> pd.DataFrame:
+    """p-values (raw and Holm-adjusted over the interval claims in ``rows``) and the verdicts of the
+    rows still to judge (``_pending``; not beyond random neurons: at best inconclusive)."""
+    rows = rows.copy()
+    raw = [p_values(Interval(r.statistic, r.low, r.high, 0), abs(EFFECTS[r.claim].size), EFFECTS[r.claim].side, df)
+           if _pending(r.verdict) else (np.nan, np.nan) for r in rows.itertuples()]
+    rows["p_holds"] = [p[0] for p in raw]
+    rows["p_ruled_out"] = [p[1] for p in raw]
+    rows["p_holds_holm"] = holm(rows["p_holds"].to_numpy())
+    rows["p_ruled_out_holm"] = holm(rows["p_ruled_out"].to_numpy())
+    out = []
+    for r in rows.itertuples():
+        if not _pending(r.verdict):
+            out.append(r.verdict)
+            continue
+        e = EFFECTS[r.claim]
+        v = verdict(Interval(r.statistic, r.low, r.high, 0), abs(e.size), e.side, r.p_holds_holm, r.p_ruled_out_holm)
+        out.append(INCONCLUSIVE if v == HOLDS and r.verdict == NOT_BEYOND else v)
+    present = [v == RULED_OUT and np.isfinite(r.p_holds) and
+               (r.low > 0 if EFFECTS[r.claim].side == "above" else r.high < 0) for v, r in zip(out, rows.itertuples())]
+    rows["outcome"] = [f"{o}; present but smaller than the effect of interest" if flag else o
+                       for o, flag in zip(rows["outcome"], present)]
+    rows["verdict"] = out
+    return rows
+
+
 def _finish(rows: list[dict[str, Any]], s: RunSummary) -> pd.DataFrame:
-    return pd.DataFrame([{**s.key, **r} for r in rows], columns=COLUMNS)
+    table = _judge(pd.DataFrame([{**s.key, **r} for r in rows]))
+    grid = grid_verdicts(s.post_fit_grid)
+    i = table.index[table["claim"] == "post_fit_rise"]
+    table.loc[i, "verdict"] = [flip_limited(v, grid) for v in table.loc[i, "verdict"]]
+    return table[COLUMNS]
 
 
-def claims_over_seeds(claims: pd.DataFrame) -> pd.DataFrame:
-    """Per model and claim over seeds: counts of each verdict, the mean statistic with a seed
-    t interval, and the overall verdict (holds only if it holds in every testable seed)."""
+def grid_verdicts(grid: pd.DataFrame) -> list[str]:
+    """The verdict of the post-fit rise on each testable variant of a sensitivity grid (intervals alone)."""
+    e = EFFECTS["post_fit_rise"]
+    if grid is None or grid.empty:
+        return []
+    return [verdict(Interval(r.change, r.low, r.high, 0), e.size, e.side) for r in grid.itertuples()
+            if np.isfinite(r.change)]
+
+
+def flip_limited(result: str, grid: list[str]) -> str:
+    """A verdict that another variant of the grid contradicts is at best inconclusive."""
+    if result in (HOLDS, RULED_OUT) and any(g != result for g in grid):
+        return INCONCLUSIVE
+    return result
+
+
+def grid_range_words(grid: pd.DataFrame) -> str:
+    """``18 variants: -1.9 to +1.9 points, 3 rise, 10 inconclusive, 5 ruled out`` and the like."""
+    ok = grid[np.isfinite(grid["change"].astype(float))]
+    if ok.empty:
+        return "no variant of the sensitivity grid is testable"
+    counts = pd.Series(grid_verdicts(grid)).value_counts()
+    parts = ", ".join(f"{n} {v}" for v, n in counts.items())
+    return (f"{len(ok)} of {len(grid)} variants testable: {points(ok['change'].min())} to "
+            f"{points(ok['change'].max())} points ({parts})")
+
+
+def claims_over_seeds(claims: pd.DataFrame, grid: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per model and claim over seeds: counts of each verdict, the seed mean with its interval (spread
+    no smaller than each seed's sampling noise), raw and Holm-adjusted p-values within the model,
+    and the verdict. Observations: holds or ruled out where every testable seed agrees, else
+    inconclusive. ``grid`` (per seed, ``post_fit_grid`` rows with model and seed) limits the
+    post-fit rise by its sensitivity grid, variant by variant over seeds."""
     rows = []
     for (model, claim), g in claims.groupby(["model", "claim"], sort=False):
         testable = g[g["verdict"] != NOT_TESTABLE]
-        ci = seed_interval(testable["statistic"].to_numpy(dtype=float))
-        overall = (NOT_TESTABLE if testable.empty else
-                   HOLDS if (testable["verdict"] == HOLDS).all() else FAILS)
-        rows.append({"model": model, "claim": claim, "statement": CLAIMS.get(claim, claim), "seeds": len(g),
-                     "testable": len(testable), "holds": int((g["verdict"] == HOLDS).sum()),
-                     "fails": int((g["verdict"] == FAILS).sum()), "mean": ci.estimate, "low": ci.low,
-                     "high": ci.high, "verdict": overall})
+        with_interval = testable[np.isfinite(testable["low"].astype(float))]
+        row = {"model": model, "claim": claim, "statement": CLAIMS.get(claim, claim),
+               "effect": EFFECTS[claim].size if claim in EFFECTS else np.nan, "seeds": len(g),
+               "testable": len(testable), "holds": int((g["verdict"] == HOLDS).sum()),
+               "ruled_out": int((g["verdict"] == RULED_OUT).sum()),
+               "inconclusive": int((g["verdict"] == INCONCLUSIVE).sum()), "grid": "", "outcome": ""}
+        if testable.empty:
+            rows.append({**row, "mean": np.nan, "low": np.nan, "high": np.nan, "verdict": NOT_TESTABLE})
+        elif len(with_interval) == len(testable):
+            errors = [standard_error(Interval(r.statistic, r.low, r.high, 0)) for r in testable.itertuples()]
+            ci = seed_interval(testable["statistic"].to_numpy(dtype=float), errors=errors)
+            pending = NOT_BEYOND if testable["outcome"].astype(str).str.contains(NOT_BEYOND).any() else None
+            rows.append({**row, "mean": ci.estimate, "low": ci.low, "high": ci.high, "verdict": pending,
+                         "_df": ci.n - 1 if ci.n > 1 else None})
+        else:
+            agree = testable["verdict"].iloc[0] if testable["verdict"].nunique() == 1 else INCONCLUSIVE
+            rows.append({**row, "mean": float(testable["statistic"].astype(float).mean()), "low": np.nan,
+                         "high": np.nan, "verdict": agree})
+    table = pd.DataFrame(rows)
+    judged = []
+    for model, g in table.groupby("model", sort=False):
+        df = g["_df"].dropna() if "_df" in g else pd.Series(dtype=float)
+        part = _judge(g.rename(columns={"mean": "statistic"}), int(df.iloc[0]) if len(df) else None)
+        judged.append(part.rename(columns={"statistic": "mean"}))
+    table = pd.concat(judged).sort_index()
+    if grid is not None and not grid.empty:
+        for i in table.index[table["claim"] == "post_fit_rise"]:
+            cells = grid_over_seeds(grid[grid["model"] == table.at[i, "model"]])
+            table.at[i, "grid"] = grid_range_words(cells) if len(cells) else ""
+            table.at[i, "verdict"] = flip_limited(table.at[i, "verdict"], grid_verdicts(cells))
+    return table[OVER_COLUMNS].reset_index(drop=True)
+
+
+def grid_over_seeds(grid: pd.DataFrame) -> pd.DataFrame:
+    """Per variant of the sensitivity grid: the seed mean of the post-fit change with its interval
+    (as ``claims_over_seeds``); NaN where a seed is not testable in that variant."""
+    rows = []
+    for key, g in grid.groupby(["level", "window", "end_fraction"]):
+        if not np.isfinite(g["change"].astype(float)).all():
+            rows.append(dict(zip(["level", "window", "end_fraction"], key), change=np.nan, low=np.nan, high=np.nan))
+            continue
+        errors = [standard_error(Interval(r.change, r.low, r.high, 0)) for r in g.itertuples()]
+        ci = seed_interval(g["change"].to_numpy(dtype=float), errors=errors)
+        rows.append(dict(zip(["level", "window", "end_fraction"], key), change=ci.estimate, low=ci.low, high=ci.high))
     return pd.DataFrame(rows)
 
 
-def claim_counts(claims: pd.DataFrame) -> pd.DataFrame:
-    """Claims (by id) x models: "holds (k/n)" (n testable seeds) or "not testable", in ``CLAIMS`` order."""
-    over = claims_over_seeds(claims)
-    text = over.apply(lambda r: NOT_TESTABLE if r["testable"] == 0 else f"{r['verdict']} ({r['holds']}/{r['testable']})",
+def claim_counts(claims: pd.DataFrame, grid: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Claims (by id) x models: "holds (3 seeds)" and the like, or "not testable", in ``CLAIMS`` order."""
+    over = claims_over_seeds(claims, grid)
+    text = over.apply(lambda r: NOT_TESTABLE if r["testable"] == 0 else f"{r['verdict']} ({seeds_text(r['testable'])})",
                       axis=1)
     table = over.assign(text=text).pivot(index="claim", columns="model", values="text")
     order = [c for c in CLAIMS if c in table.index]
     models = list(dict.fromkeys(claims["model"]))
     return table.loc[order, models].rename_axis("claim").rename_axis(None, axis=1)
+
+
+def seeds_text(n: int) -> str:
+    """``1 seed`` / ``3 seeds``."""
+    return f"{int(n)} seed{'s' if int(n) != 1 else ''}"
 
 
 # --------------------------------------------------------------------------- in words
@@ -174,9 +413,10 @@ def points(x: float) -> str:
 #: How a claim's statistic reads in a sentence: scale, number format, unit.
 STATISTIC_FORMATS: dict[str, tuple[float, str, str]] = {
     **{c: (100.0, "{:+.1f}", " points") for c in ACCURACY_CLAIMS},
-    "clean_first": (1.0, "{:+.0f}", " epochs"), "noisy_fit": (100.0, "{:.1f}", "%"),
+    "clean_first": (1.0, "{:+.0f}", " epochs"), "noisy_fit": (100.0, "{:.1f}", "% held"),
     "large_exists": (1.0, "{:.2f}", "x its initial ratio"), "large_100x": (1.0, "{:.1f}", "x the median"),
-    "large_shallow": (1.0, "{:.2f}", " of the depth"),
+    "large_shallow": (1.0, "{:.2f}", " of the depth"), "outer_separates": (1.0, "{:+.2f}", " (net index)"),
+    "separation_depth": (1.0, "{:+.2f}", " (net index)"),
 }
 DEFAULT_FORMAT = (1.0, "{:+.2f}", "")
 
@@ -199,14 +439,14 @@ def phase_sentence(model: str, phases: dict[str, Any] | pd.Series, post_fit: dic
         text = (f"{name} peaks at epoch {int(phases['test_peak_epoch'])} ({phases['test_peak_acc']:.1%}) "
                 f"and dips to {phases['test_dip_acc']:.1%} at epoch {int(phases['test_dip_epoch'])}")
     if post_fit["outcome"] == NOT_TESTABLE:
-        return text + f"; it never fits 99% of its noisy labels and ends at {phases['final_test_acc']:.1%}"
+        return text + f"; {unfitted_words(post_fit.get('fit_epoch'))}; it ends at {phases['final_test_acc']:.1%}"
     return (text + f"; from the noisy fit (epoch {int(post_fit['fit_epoch'])}) to the end its test accuracy "
             f"changes by {interval_text(post_fit['change'], post_fit['low'], post_fit['high'])} points: "
             f"{post_fit['outcome']}")
 
 
 def over_seeds_sentence(over: pd.DataFrame, claim: str, models: list[str] | None = None) -> str:
-    """Per model: the verdict of ``claim`` over seeds with its mean statistic and seed interval."""
+    """Per model: the verdict of ``claim`` over seeds with its mean statistic, interval and seed count."""
     rows = over[over["claim"] == claim]
     if models is not None:
         rows = rows[rows["model"].isin(models)]
@@ -219,18 +459,28 @@ def over_seeds_sentence(over: pd.DataFrame, claim: str, models: list[str] | None
             parts.append(f"{str(r['model']).upper()}: not testable")
             continue
         stat = interval_text(r["mean"], r["low"], r["high"], scale, fmt=fmt)
-        parts.append(f"{str(r['model']).upper()} {stat}{unit}: {r['verdict']} (holds in {r['holds']} of "
-                     f"{r['testable']} seed{'s' if r['testable'] > 1 else ''})")
+        parts.append(f"{str(r['model']).upper()} {stat}{unit}: {r['verdict']} ({seeds_text(r['testable'])})")
     return "; ".join(parts)
 
 
 def verdict_phrase(over: pd.DataFrame, claim: str, model: str) -> str:
-    """The over-seeds verdict of one claim and model in words: "holds (3 of 3 seeds)" and the like."""
+    """The over-seeds verdict of one claim and model in words: "holds (3 seeds)" and the like."""
     rows = over[(over["claim"] == claim) & (over["model"] == model)]
     if rows.empty or int(rows["testable"].iloc[0]) == 0:
         return NOT_TESTABLE
     r = rows.iloc[0]
-    return f"{r['verdict']} (holds in {r['holds']} of {r['testable']} seed{'s' if r['testable'] > 1 else ''})"
+    return f"{r['verdict']} ({seeds_text(r['testable'])})"
+
+
+def claims_by_verdict(over: pd.DataFrame, verdict: str) -> str:
+    """The claims (``SHORT_NAMES``) whose over-seeds verdict is ``verdict``, per model, models with the
+    same list joined: "MLP5, MLP7: a, b; MLP3: c", or "none"."""
+    lists: dict[str, list[str]] = {}
+    for model, g in over.groupby("model", sort=False):
+        names = [SHORT_NAMES.get(c, c) for c in g.loc[g["verdict"] == verdict, "claim"]]
+        if names:
+            lists.setdefault(", ".join(names), []).append(str(model).upper())
+    return "; ".join(f"{' and '.join(models)}: {names}" for names, models in lists.items()) or "none"
 
 
 def models_where(over: pd.DataFrame, claim: str, verdict: str = HOLDS) -> str:

@@ -210,7 +210,8 @@ def _class_name(cls: int) -> str:
 
 # --------------------------------------------------------------------------- per image, as Sun et al. measure it
 #: Defaults of the existence test: the per-image ratio must have grown this many times since
-#: initialisation, and one neuron must be the top one in at least this fraction of images.
+#: initialisation, and one neuron must be the top one in at least this fraction of images (a
+#: share that must also have grown this many times since initialisation).
 GROWTH_MIN, DOMINANCE_MIN = 2.0, 0.5
 
 
@@ -234,7 +235,8 @@ def per_image_table(run: "RunData") -> pd.DataFrame:
 
     Columns: epoch, layer, ratio (median over images), ratio_q25, ratio_q75, neuron (the
     neuron that is most often the image's top one), dominance (the share of images where it
-    is), growth (ratio over the layer's ratio at the first snapshot). Empty for schema-1 runs.
+    is), growth (ratio over the layer's ratio at the first snapshot), dominance_at_init (the
+    layer's dominance at the first snapshot). Empty for schema-1 runs.
     """
     rows = []
     for epoch in run.snapshot_epochs:
@@ -243,7 +245,7 @@ def per_image_table(run: "RunData") -> pd.DataFrame:
             r = per_image_ratio(snap, layer)
             if r is None:
                 return pd.DataFrame(columns=["epoch", "layer", "ratio", "ratio_q25", "ratio_q75", "neuron",
-                                             "dominance", "growth"])
+                                             "dominance", "growth", "dominance_at_init"])
             arg = np.asarray(snap[f"l{layer}_img_argmax"])
             values, counts = np.unique(arg, return_counts=True)
             q25, med, q75 = np.nanpercentile(r, [25, 50, 75]) if np.isfinite(r).any() else (np.nan,) * 3
@@ -251,16 +253,22 @@ def per_image_table(run: "RunData") -> pd.DataFrame:
                          "ratio_q75": float(q75), "neuron": int(values[np.argmax(counts)]),
                          "dominance": float(counts.max() / len(arg))})
     table = pd.DataFrame(rows)
-    first = table[table["epoch"] == table["epoch"].min()].set_index("layer")["ratio"]
-    table["growth"] = table["ratio"] / table["layer"].map(first)
+    first = table[table["epoch"] == table["epoch"].min()].set_index("layer")
+    table["growth"] = table["ratio"] / table["layer"].map(first["ratio"])
+    table["dominance_at_init"] = table["layer"].map(first["dominance"])
     return table
 
 
 def large_activation_exists(row: "pd.Series | dict", growth_min: float = GROWTH_MIN,
                             dominance_min: float = DOMINANCE_MIN) -> bool:
-    """A layer has a large activation when its per-image ratio grew ``growth_min`` times since
-    initialisation and one neuron is the top one in at least ``dominance_min`` of the images."""
-    return bool(row["growth"] >= growth_min and row["dominance"] >= dominance_min)
+    """A layer has a large activation that *emerged* when its per-image ratio grew ``growth_min``
+    times since initialisation and one neuron is the top one in at least ``dominance_min`` of the
+    images, a share that also grew ``growth_min`` times since initialisation (a layer whose
+    neuron already dominated at initialisation has nothing that emerged)."""
+    at_init = row.get("dominance_at_init", 0.0) if hasattr(row, "get") else 0.0
+    at_init = 0.0 if at_init is None or not np.isfinite(at_init) else float(at_init)
+    return bool(row["growth"] >= growth_min and row["dominance"] >= dominance_min
+                and row["dominance"] >= growth_min * at_init)
 
 
 def candidate_layer(table: pd.DataFrame, growth_min: float = GROWTH_MIN,
@@ -282,6 +290,27 @@ def persistent_from(table: pd.DataFrame, layer: int, growth_min: float = GROWTH_
     ok = np.logical_and.accumulate(ok[::-1])[::-1]
     hits = np.flatnonzero(ok)
     return int(t["epoch"].iloc[hits[0]]) if len(hits) else None
+
+
+def top_neuron_image_table(run: "RunData") -> pd.DataFrame:
+    r"""For runs without per-image statistics (schema 1), from the probe-wide top neuron's stored
+    activations (``l{l}_top_act[:, 0]``), per snapshot and layer: ``ratio`` the median over probe
+    images of :math:`a_i / m`, with :math:`m` the layer's median non-zero |activation| over the probe
+    set, ``active`` the share of images on which the neuron is non-zero, and ``growth`` the ratio
+    over the layer's ratio at the first snapshot. Which neuron tops each image is not recorded."""
+    rows = []
+    for epoch in run.snapshot_epochs:
+        snap = run.snapshot(epoch)
+        for layer in range(1, run.n_layers + 1):
+            act = np.asarray(snap[f"l{layer}_top_act"][:, 0], dtype=float)
+            ref = float(snap[f"l{layer}_median_abs_nonzero"])
+            ratio = np.abs(act) / ref if ref > 0 else np.full(len(act), np.nan)
+            rows.append({"epoch": epoch, "layer": layer, "neuron": int(snap[f"l{layer}_top_idx"][0]),
+                         "ratio": float(np.nanmedian(ratio)), "active": float(np.mean(act != 0))})
+    table = pd.DataFrame(rows)
+    first = table[table["epoch"] == table["epoch"].min()].set_index("layer")["ratio"]
+    table["growth"] = table["ratio"] / table["layer"].map(first)
+    return table
 
 
 def neuron_activation(snapshot: dict[str, np.ndarray], layer: int, neuron: int) -> np.ndarray | None:

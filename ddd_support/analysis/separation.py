@@ -87,7 +87,17 @@ def separation_summary(layer_table: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------- the index with its baselines
 #: Snapshot groups the index compares (``l{l}_mean_<group>``); runs of schema 1 have only
 #: probe means ``clean`` and ``noisy``, so their split-half baseline is missing.
-INDEX_GROUPS: tuple[str, ...] = ("clean_a", "clean_b", "noisy", "test")
+INDEX_GROUPS: tuple[str, ...] = ("clean_a", "clean_b", "noisy", "test", "unseen")
+
+
+def unseen_mean(snapshot: dict[str, np.ndarray], layer: int) -> tuple[np.ndarray | None, str]:
+    """The class means of images the network never trained on, and which ones they are: the
+    matched-size unseen group (``mean_unseen``) where recorded, else all probe test images
+    (``mean_test``, a larger sample), else None."""
+    for key, what in (("mean_unseen", "matched"), ("mean_test", "all test images")):
+        if f"l{layer}_{key}" in snapshot:
+            return snapshot[f"l{layer}_{key}"], what
+    return None, "none"
 
 
 def class_cosines(snapshot: dict[str, np.ndarray], layer: int, exclude_top: int = 0) -> pd.DataFrame:
@@ -108,12 +118,14 @@ def class_cosines(snapshot: dict[str, np.ndarray], layer: int, exclude_top: int 
     b = snapshot.get(p + "mean_clean_b")
     n = snapshot[p + "mean_noisy"].astype(np.float64)
     t = snapshot.get(p + "mean_test")
+    u, _ = unseen_mean(snapshot, layer)
     keep = np.ones(a.shape[1], dtype=bool)
     if exclude_top:
         keep[np.argsort(np.asarray(snapshot[p + "absmax"], dtype=float))[::-1][:exclude_top]] = False
     a, n = a[:, keep], n[:, keep]
     b = None if b is None else b.astype(np.float64)[:, keep]
     t = None if t is None else t.astype(np.float64)[:, keep]
+    u = None if u is None else u.astype(np.float64)[:, keep]
     k = len(a)
     pair = np.array([[cosine_similarity(a[i], a[j]) for j in range(k)] for i in range(k)])
     np.fill_diagonal(pair, np.nan)
@@ -123,11 +135,15 @@ def class_cosines(snapshot: dict[str, np.ndarray], layer: int, exclude_top: int 
     clean_noisy = np.atleast_1d(cosine_similarity(a, n))
     split_half = nan if b is None else np.atleast_1d(cosine_similarity(a, b))
     clean_test = nan if t is None else np.atleast_1d(cosine_similarity(a, t))
+    clean_unseen = nan if u is None else np.atleast_1d(cosine_similarity(a, u))
     with np.errstate(invalid="ignore", divide="ignore"):
         index = (split_half - clean_noisy) / (1.0 - between)
+        unseen_index = (split_half - clean_unseen) / (1.0 - between)
         raw = (1.0 - clean_noisy) / (1.0 - between)
     return pd.DataFrame({"class": np.arange(k), "clean_noisy": clean_noisy, "split_half": split_half,
-                         "between": between, "clean_test": clean_test, "index": index, "raw": raw})
+                         "between": between, "clean_test": clean_test, "clean_unseen": clean_unseen,
+                         "index": index, "unseen_index": unseen_index, "net_index": index - unseen_index,
+                         "raw": raw})
 
 
 def index_table(run: "RunData", exclude_top: int = 0) -> pd.DataFrame:
@@ -142,15 +158,18 @@ def index_table(run: "RunData", exclude_top: int = 0) -> pd.DataFrame:
 
 
 def layer_index(table: pd.DataFrame) -> pd.DataFrame:
-    """Class means per (epoch, layer) of an ``index_table``, with a t interval of the index over classes."""
+    """Class means per (epoch, layer) of an ``index_table``, with t intervals over classes of the index
+    and of the index net of the unseen images."""
     from ddd_support.analysis.stats import class_interval
 
     rows = []
     for (epoch, layer), g in table.groupby(["epoch", "layer"]):
-        ci = class_interval(g["index"].to_numpy())
+        ci, net = class_interval(g["index"].to_numpy()), class_interval(g["net_index"].to_numpy())
         rows.append({"epoch": epoch, "layer": layer, **{c: float(g[c].mean()) for c in
-                     ("clean_noisy", "split_half", "between", "clean_test", "raw")},
-                     "index": ci.estimate, "index_low": ci.low, "index_high": ci.high})
+                     ("clean_noisy", "split_half", "between", "clean_test", "clean_unseen", "raw")},
+                     "index": ci.estimate, "index_low": ci.low, "index_high": ci.high,
+                     "unseen_index": float(g["unseen_index"].mean()),
+                     "net_index": net.estimate, "net_low": net.low, "net_high": net.high})
     return pd.DataFrame(rows)
 
 
@@ -159,15 +178,20 @@ def depth_trend(table: pd.DataFrame) -> dict[str, float]:
 
     Per class, :math:`t_c = [s_{L,c}(E) - s_{1,c}(E)] - [s_{L,c}(0) - s_{1,c}(0)]` from the
     index :math:`s` at the first and last snapshots; also the last layer's index at the last
-    snapshot (``outer``), each with a t interval over the classes.
+    snapshot (``outer``), each with a t interval over the classes. Where the run recorded unseen
+    images, :math:`s` is the index net of them (``net_index``; ``net`` True), so a drift that
+    unseen images share does not count; ``outer_gross`` keeps the index before that.
     """
     from ddd_support.analysis.stats import class_interval
 
     first, last = table["epoch"].min(), table["epoch"].max()
     top = table["layer"].max()
 
-    def s(epoch: int, layer: int) -> np.ndarray:
-        return table[(table["epoch"] == epoch) & (table["layer"] == layer)].sort_values("class")["index"].to_numpy()
+    net = bool(table["net_index"].notna().any()) if "net_index" in table else False
+    column = "net_index" if net else "index"
+
+    def s(epoch: int, layer: int, col: str = column) -> np.ndarray:
+        return table[(table["epoch"] == epoch) & (table["layer"] == layer)].sort_values("class")[col].to_numpy()
 
     trend = class_interval((s(last, top) - s(last, 1)) - (s(first, top) - s(first, 1)))
     outer = class_interval(s(last, top))
@@ -175,4 +199,5 @@ def depth_trend(table: pd.DataFrame) -> dict[str, float]:
     return {"first_epoch": int(first), "last_epoch": int(last), "layers": int(top),
             "trend": trend.estimate, "trend_low": trend.low, "trend_high": trend.high,
             "outer": outer.estimate, "outer_low": outer.low, "outer_high": outer.high,
-            "outer_at_init": outer0.estimate, "layer1": float(np.nanmean(s(last, 1)))}
+            "outer_at_init": outer0.estimate, "layer1": float(np.nanmean(s(last, 1))),
+            "outer_gross": float(np.nanmean(s(last, top, "index"))), "net": net}

@@ -1,9 +1,18 @@
 """Intervals and tests shared by every verdict: paired changes over images, seed spread, verdicts.
 
-Each measured effect is reported as an ``Interval`` (estimate and a 95% interval) and turned
-into one of three verdicts by ``verdict``: the claim *holds* when the interval lies wholly on
-the claimed side of its null value, *fails* otherwise, and is *not testable* when the
-quantity cannot be measured in the run (``None``).
+Each measured effect is reported as an ``Interval`` (estimate and a 95% interval) and judged
+against zero and against the claim's *smallest effect of interest* ``effect`` (on the claimed
+side), which gives one of four verdicts (``verdict``):
+
+* *holds*: the interval lies wholly on the claimed side of zero and still reaches ``effect``;
+* *ruled out*: the interval excludes ``effect`` (an equivalence test: every value the data
+  allow is smaller than the effect of interest, including a detectable but smaller one);
+* *inconclusive*: the interval includes zero and ``effect`` alike (nothing shown, nothing excluded);
+* *not testable*: the quantity cannot be measured in the run (``None``).
+
+The one-sided p-values behind the two tests (``p_values``) are adjusted for multiplicity by
+Holm's step-down method (``holm``) within each model's claims; a verdict at 95% needs the
+adjusted one-sided p below 0.025, which is the 95% two-sided interval's own criterion.
 """
 
 from __future__ import annotations
@@ -14,8 +23,10 @@ from typing import Literal
 import numpy as np
 from scipy import stats
 
-HOLDS, FAILS, NOT_TESTABLE = "holds", "fails", "not testable"
-VERDICTS: tuple[str, ...] = (HOLDS, FAILS, NOT_TESTABLE)
+HOLDS, RULED_OUT, INCONCLUSIVE, NOT_TESTABLE = "holds", "ruled out", "inconclusive", "not testable"
+VERDICTS: tuple[str, ...] = (HOLDS, RULED_OUT, INCONCLUSIVE, NOT_TESTABLE)
+#: The one-sided level of each test: the 95% two-sided interval's own criterion.
+ALPHA_ONE_SIDED = 0.025
 #: The two-sided normal quantile of a 95% interval.
 Z95 = float(stats.norm.ppf(0.975))
 
@@ -89,17 +100,45 @@ def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, float]:
     return {"a_only": a_only, "b_only": b_only, "p_value": p}
 
 
-def seed_interval(values: np.ndarray | list[float], level: float = 0.95) -> Interval:
-    """Mean over seeds with a Student-t interval; one seed gives NaN bounds (no spread to measure)."""
-    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
+def seed_interval(values: np.ndarray | list[float], level: float = 0.95,
+                  errors: np.ndarray | list[float] | None = None) -> Interval:
+    """Mean over seeds with a Student-t interval (n - 1 degrees of freedom).
+
+    ``errors``, each seed's own standard error (its sampling noise), set a floor under the
+    spread: the variance of one seed's value is taken as the larger of the seeds' sample
+    variance and the mean of their squared errors, since three seeds can agree by chance more
+    closely than each one's sampling noise allows. One seed: its own normal interval from
+    ``errors`` if given, else NaN bounds (no spread to measure).
+    """
+    pairs = [(float(x), float("nan") if errors is None else float(e))
+             for x, e in zip(values, errors if errors is not None else [None] * len(list(values)))
+             if x is not None and np.isfinite(x)]
+    v = np.array([x for x, _ in pairs], dtype=float)
+    se = np.array([e for _, e in pairs], dtype=float)
     n = len(v)
     if n == 0:
         return Interval(float("nan"), float("nan"), float("nan"), 0, "no seed")
     mean = float(v.mean())
+    sampling = float(np.mean(se ** 2)) if errors is not None and np.isfinite(se).all() else float("nan")
     if n == 1:
-        return Interval(mean, float("nan"), float("nan"), 1, "one seed")
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * v.std(ddof=1) / np.sqrt(n))
-    return Interval(mean, mean - half, mean + half, n, f"t interval over {n} seeds")
+        if not np.isfinite(sampling):
+            return Interval(mean, float("nan"), float("nan"), 1, "one seed")
+        half = float(stats.norm.ppf(0.5 + level / 2) * np.sqrt(sampling))
+        return Interval(mean, mean - half, mean + half, 1, "one seed, its own sampling interval")
+    var = float(v.var(ddof=1))
+    if np.isfinite(sampling):
+        var = max(var, sampling)
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * np.sqrt(var / n))
+    floor = ", spread at least the seeds' sampling noise" if np.isfinite(sampling) else ""
+    method = f"t interval over {n} seeds{floor}"
+    return Interval(mean, mean - half, mean + half, n, method)
+
+
+def standard_error(interval: Interval, level: float = 0.95) -> float:
+    """The standard error a symmetric two-sided normal interval implies (NaN without bounds)."""
+    if not (np.isfinite(interval.low) and np.isfinite(interval.high)):
+        return float("nan")
+    return float((interval.high - interval.low) / (2 * stats.norm.ppf(0.5 + level / 2)))
 
 
 def class_interval(values: np.ndarray, level: float = 0.95) -> Interval:
@@ -113,13 +152,70 @@ def class_interval(values: np.ndarray, level: float = 0.95) -> Interval:
     return Interval(mean, mean - half, mean + half, len(v), f"t interval over {len(v)} classes")
 
 
-def verdict(interval: Interval | None, null: float = 0.0, side: Literal["above", "below"] = "above") -> str:
-    """holds if the interval lies wholly on ``side`` of ``null``; fails if not; not testable for None/NaN."""
-    if interval is None or not np.isfinite(interval.estimate) or not (
-            np.isfinite(interval.low) and np.isfinite(interval.high)):
+def _valid(interval: Interval | None) -> bool:
+    return interval is not None and bool(np.isfinite(interval.estimate) and np.isfinite(interval.low)
+                                         and np.isfinite(interval.high))
+
+
+def p_values(interval: Interval | None, effect: float, side: Literal["above", "below"] = "above",
+             df: int | None = None, level: float = 0.95) -> tuple[float, float]:
+    """One-sided p-values of an interval's two tests: (no effect on the claimed side, effect at
+    least ``effect``). The first small means "holds", the second small means "ruled out".
+
+    The standard error comes from the interval (normal, or Student-t with ``df`` degrees of
+    freedom as for a seed interval); ``effect`` is the smallest effect of interest, positive,
+    on the claimed ``side``. NaN for an interval without bounds.
+    """
+    if not _valid(interval):
+        return float("nan"), float("nan")
+    dist = stats.norm if df is None else stats.t(df)
+    q = dist.ppf(0.5 + level / 2)
+    se = (interval.high - interval.low) / (2 * q)
+    signed = interval.estimate if side == "above" else -interval.estimate
+    if se <= 0:
+        return float(signed <= 0), float(signed >= effect)
+    return float(dist.sf(signed / se)), float(dist.cdf((signed - effect) / se))
+
+
+def holm(p: np.ndarray | list[float]) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (NaN entries stay NaN and do not count)."""
+    p = np.asarray(p, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    if not len(ok):
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m = len(order)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out
+
+
+def verdict(interval: Interval | None, effect: float, side: Literal["above", "below"] = "above",
+            p_holds: float | None = None, p_ruled_out: float | None = None,
+            alpha: float = ALPHA_ONE_SIDED) -> str:
+    """The four-valued verdict of an interval against zero and the smallest effect of interest.
+
+    Without p-values the interval decides: *ruled out* when it excludes ``effect`` on the claimed
+    ``side``, else *holds* when it excludes zero on that side, else *inconclusive*. With
+    (adjusted) p-values, each test must also pass at ``alpha`` (one-sided).
+    """
+    if not _valid(interval):
         return NOT_TESTABLE
-    ok = interval.low > null if side == "above" else interval.high < null
-    return HOLDS if ok else FAILS
+    lo, hi = (interval.low, interval.high) if side == "above" else (-interval.high, -interval.low)
+    ruled_out = hi < effect and (p_ruled_out is None or p_ruled_out < alpha)
+    holds = lo > 0 and (p_holds is None or p_holds < alpha)
+    return RULED_OUT if ruled_out else HOLDS if holds else INCONCLUSIVE
+
+
+def observed(value: float, effect: float, side: Literal["above", "below"] = "above") -> str:
+    """The verdict of a plain observation (no sampling interval): holds at or beyond ``effect``, else
+    ruled out; not testable for NaN."""
+    if value is None or not np.isfinite(value):
+        return NOT_TESTABLE
+    return HOLDS if (value >= effect if side == "above" else value <= effect) else RULED_OUT
 
 
 def outcome(interval: Interval | None, up: str, down: str, null: float = 0.0,

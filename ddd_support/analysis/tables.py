@@ -3,6 +3,8 @@
 These are the tables the analysis chapters show across seeds and that
 ``python -m ddd_support export-reference`` writes next to a reference run as CSV. Each run
 is summarised once (``summary.summarise_run``); every table is a view of those summaries.
+``tables_for`` reads a reference's written tables when they hold exactly the runs asked for,
+so every chapter reads the same summary instead of summarising the same runs again.
 """
 
 from __future__ import annotations
@@ -45,6 +47,13 @@ def post_fit_rows(summaries: list[RunSummary]) -> pd.DataFrame:
     return _frame(summaries, [s.post_fit for s in summaries])
 
 
+def post_fit_grid_rows(summaries: list[RunSummary]) -> pd.DataFrame:
+    """Per run and variant of the sensitivity grid: the post-fit change (``regeneralisation.sensitivity_grid``)."""
+    table = pd.concat([s.post_fit_grid.assign(**s.key) for s in summaries], ignore_index=True)
+    table["fit_epoch"] = pd.to_numeric(table["fit_epoch"], errors="coerce").astype(float)
+    return table[["model", "seed", "level", "window", "end_fraction", "fit_epoch", "change", "low", "high", "outcome"]]
+
+
 def separation_rows(summaries: list[RunSummary]) -> pd.DataFrame:
     """Per run and layer: class-averaged clean/noisy cosine at the first and last snapshot, and its change."""
     return pd.concat([s.separation.assign(**s.key) for s in summaries], ignore_index=True)[
@@ -72,6 +81,15 @@ def large_activation_rows(summaries: list[RunSummary]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def per_image_rows(summaries: list[RunSummary]) -> pd.DataFrame:
+    """Per run, snapshot and layer: the per-image ratio and dominance (``large_activation.per_image_table``)."""
+    frames = [s.per_image.assign(**s.key) for s in summaries if not s.per_image.empty]
+    if not frames:
+        return pd.DataFrame()
+    table = pd.concat(frames, ignore_index=True)
+    return table[["model", "seed", *[c for c in table.columns if c not in ("model", "seed")]]]
+
+
 def correlation_rows(summaries: list[RunSummary]) -> pd.DataFrame:
     """Per run: the correlations of the candidate neuron (as ``correlation_table``)."""
     frames = [s.correlations.assign(**s.key, layer=s.correlations.attrs["layer"],
@@ -97,11 +115,19 @@ def summary_tables(runs: list["RunData"], threshold: float = 100.0,
     """Every summary table of ``runs`` by name (the files ``write_summary_tables`` writes)."""
     summaries = summarise_runs(runs, threshold) if summaries is None else summaries
     claims = claim_rows(summaries, threshold)
-    return {"phases": phase_rows(summaries), "post_fit": post_fit_rows(summaries),
+    grid = post_fit_grid_rows(summaries)
+    return {"phases": phase_rows(summaries), "post_fit": post_fit_rows(summaries), "post_fit_grid": grid,
             "separation": separation_rows(summaries), "separation_index": index_rows(summaries),
             "separation_depth": depth_rows(summaries), "large_activation": large_activation_rows(summaries),
+            "per_image": per_image_rows(summaries),
             "correlations": correlation_rows(summaries), "ablation": ablation_rows(summaries),
-            "claims": claims, "claims_over_seeds": claims_over_seeds(claims)}
+            "claims": claims, "claims_over_seeds": claims_over_seeds(claims, grid)}
+
+
+#: The tables ``summary_tables`` gives, by name.
+TABLE_NAMES: tuple[str, ...] = ("phases", "post_fit", "post_fit_grid", "separation", "separation_index",
+                                "separation_depth", "large_activation", "per_image", "correlations", "ablation",
+                                "claims", "claims_over_seeds")
 
 
 def write_summary_tables(runs: list["RunData"], dest: str | os.PathLike,
@@ -117,3 +143,24 @@ def write_summary_tables(runs: list["RunData"], dest: str | os.PathLike,
         atomic_write_text(path, table.to_csv(index=False, float_format="%.6g"))
         paths.append(path)
     return paths
+
+
+def read_summary_tables(src: str | os.PathLike) -> dict[str, pd.DataFrame]:
+    """The tables ``write_summary_tables`` wrote into ``src``, by name (an empty file gives an empty table)."""
+    return {path.stem: pd.read_csv(path) if path.stat().st_size > 1 else pd.DataFrame()
+            for path in sorted(Path(src).glob("*.csv"))}
+
+
+def tables_for(runs: list["RunData"], stored: str | os.PathLike | None = None, threshold: float = 100.0,
+               ablations: dict[tuple[str, int], pd.DataFrame] | None = None) -> dict[str, pd.DataFrame]:
+    """``summary_tables(runs)``, read from ``stored`` (a folder of ``write_summary_tables``) when it holds
+    every table for exactly these runs' (model, seed) pairs, else computed once here (with
+    ``ablations`` as in ``summarise_runs``)."""
+    if stored is not None and Path(stored).is_dir():
+        tables = read_summary_tables(stored)
+        phases = tables.get("phases")
+        wanted = {(r.model, r.seed) for r in runs}
+        if (phases is not None and set(TABLE_NAMES) <= set(tables)
+                and set(zip(phases["model"], phases["seed"].astype(int))) == wanted and len(phases) == len(runs)):
+            return tables
+    return summary_tables(runs, threshold, summarise_runs(runs, threshold, ablations))

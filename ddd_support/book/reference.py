@@ -45,12 +45,13 @@ REFERENCE_INDEX = "reference.json"
 
 #: Snapshot keys (after the ``l{layer}_`` prefix) kept in a reference run.
 #: (Schema-1 runs keep ``mean_clean`` and ``mean_noisy``, the probe means they have.)
-KEPT_MEANS: tuple[str, ...] = ("mean_clean_a", "mean_clean_b", "mean_noisy", "mean_test")
+KEPT_MEANS: tuple[str, ...] = ("mean_clean_a", "mean_clean_b", "mean_noisy", "mean_test", "mean_unseen")
 SCHEMA1_MEANS: tuple[str, ...] = ("mean_clean", "mean_noisy")
 TOP_KEYS: tuple[str, ...] = ("top_idx", "top_val", "top_act", "top_pre")
 #: Kept in the last exported snapshot only (the correlation baseline reads the last snapshot).
 LAST_ONLY_KEYS: tuple[str, ...] = ("rand_idx", "rand_act")
 HALF_PRECISION_KEYS: tuple[str, ...] = ("mean_clean", "mean_noisy", "mean_clean_a", "mean_clean_b", "mean_test",
+                                        "mean_unseen",
                                         "absmax", "pre_absmax", "top_val", "top_act", "top_pre", "logits",
                                         "img_top", "img_median_nonzero", "rand_act")
 

@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ddd_support.analysis.large_activation import dominant_neuron, emergence_epoch, large_activation_table, largest_layer
+from ddd_support.analysis.large_activation import dominant_neuron, emergence_epoch, largest_layer
 from ddd_support.analysis.phases import Phases
 from ddd_support.data.noise import transition_matrix
 from ddd_support.runs.reader import RunData, load_run
-from ddd_support.analysis.separation import layer_separation, separation_table
 from ddd_support.analysis.summary import summarise_run
 
 FIGURE_DIR = "figures"
@@ -27,16 +26,14 @@ def analyze(run_dir: str | os.PathLike | RunData, write_figures: bool = True,
     run = run_dir if isinstance(run_dir, RunData) else load_run(run_dir)
     summary = summarise_run(run, threshold, stored_ablation(run))
     phases = Phases(**summary.phases)
-    sep = layer_separation(separation_table(run, by="true"))
-    table = large_activation_table(run, threshold=threshold)
-    corr = summary.correlations
+    sep, table, corr = summary.separation_layers, summary.probe_large, summary.correlations
     claims = claims_from(summary, threshold)
     sections = [
         f"Run {run.path}: {run.name}, profile {run.profile}, {run.n_layers} hidden layers "
         f"{list(run.widths)}, {run.metrics['epoch'].max()} epochs ({run.status}), "
         f"{len(run.snapshot_epochs)} snapshots",
-        _section("Verdicts (statistic, 95% interval, outcome)",
-                 claims[["claim", "statistic", "low", "high", "outcome", "verdict"]]
+        _section("Verdicts (statistic, 95% interval, smallest effect of interest, Holm-adjusted p, outcome)",
+                 claims[["claim", "statistic", "low", "high", "effect", "p_holds_holm", "verdict", "outcome"]]
                  .to_string(index=False, float_format="{:+.3f}".format)),
         _section("Phases (epochs; accuracies are fractions)", _phase_text(phases)),
         _section("Separation index by layer, first and last snapshot (0 = split-half baseline)",
@@ -69,7 +66,8 @@ def write_run_figures(run: RunData, phases: Phases, sep: pd.DataFrame, table: pd
         "separation_curves": lambda: fg.plot_separation_curves(sep),
         "large_activation": lambda: fg.plot_large_activation(table, run.metrics),
         f"activation_histogram_layer{layer}": lambda: fg.plot_activation_histogram(
-            run.snapshot(run.last_snapshot_epoch), layer),
+            run.snapshot(run.last_snapshot_epoch), layer, ratio=float(
+                table[(table["epoch"] == table["epoch"].max()) & (table["layer"] == layer)]["ratio"].iloc[0])),
         "correlations": lambda: fg.plot_correlations(corr),
         "noise_transition": lambda: fg.plot_noise_transition(
             transition_matrix(run.labels["original"], run.labels["noisy"])),

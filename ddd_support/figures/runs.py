@@ -301,8 +301,12 @@ def plot_large_activation(table: pd.DataFrame, metrics: pd.DataFrame, quantity: 
 
 
 @styled
-def plot_activation_histogram(snapshot: dict[str, np.ndarray], layer: int, title: str | None = None) -> Figure:
-    """Histogram of the layer's per-neuron max |activation| (log counts), the top neuron marked."""
+def plot_activation_histogram(snapshot: dict[str, np.ndarray], layer: int, title: str | None = None,
+                              ratio: float | None = None) -> Figure:
+    """Histogram of the layer's per-neuron max |activation| (log counts), the top neuron marked.
+
+    ``ratio``: the top neuron's ratio as the analysis computed it (``large_activation_table``),
+    quoted in the title; without it the title computes it from the snapshot."""
     absmax = np.asarray(snapshot[f"l{layer}_absmax"], dtype=float)
     live = absmax[absmax > 0]
     fig, ax = plt.subplots(layout="constrained", figsize=(7, 4))
@@ -319,11 +323,14 @@ def plot_activation_histogram(snapshot: dict[str, np.ndarray], layer: int, title
     ax.legend(title=f"{dead} silent neurons not shown" if dead else None, frameon=False)
     epoch = int(snapshot["epoch"]) if "epoch" in snapshot else None
     when = f" at epoch {epoch}" if epoch is not None else ""
-    if f"l{layer}_median_abs_nonzero" in snapshot:
+    if ratio is not None:
+        what = REFERENCE_NAMES["median_nonzero"]
+    elif f"l{layer}_median_abs_nonzero" in snapshot:
         reference, what = reference_magnitude(snapshot, layer), REFERENCE_NAMES["median_nonzero"]
+        ratio = absmax[top] / reference if reference > 0 else float("nan")
     else:
         reference, what = (float(np.median(live)) if len(live) else float("nan")), "median neuron"
-    ratio = absmax[top] / reference if reference > 0 else float("nan")
+        ratio = absmax[top] / reference if reference > 0 else float("nan")
     ax.set_title(title or f"Layer {layer}{when}: neuron {top} reaches {absmax[top]:.3g},\n"
                           f"{ratio:.0f}x the {what}")
     return fig
@@ -447,11 +454,50 @@ def plot_intervals(table: pd.DataFrame, value: str, low: str, high: str, xlabel:
 
 
 @styled
-def plot_separation_index(index: pd.DataFrame, title: str) -> Figure:
-    """Per model, the separation index by layer at the first and last snapshot, mean and min-max over seeds.
+def plot_sensitivity_grid(cells: pd.DataFrame, effect: float, title: str, scale: float = 100.0) -> Figure:
+    """One row per variant of the post-fit sensitivity grid (``claims.grid_over_seeds`` or one run's
+    ``sensitivity_grid``): the change with its 95% interval, lines at zero and at the smallest
+    effect of interest; variants that are not testable are listed as such."""
+    rows = cells.sort_values(["level", "window", "end_fraction"]).reset_index(drop=True)
+    fig, ax = plt.subplots(layout="constrained", figsize=(8, 0.9 + 0.28 * len(rows)))
+    labels = []
+    for i, r in rows.iterrows():
+        y = len(rows) - 1 - i
+        name = f"fit {r['level']:.0%}, window {int(r['window'])}, last {r['end_fraction']:.0%}"
+        if not np.isfinite(r["change"]):
+            labels.append((y, f"{name} (not testable)"))
+            continue
+        lo, hi = r["low"] * scale, r["high"] * scale
+        ax.plot([lo, hi], [y, y], color=OKABE_ITO["blue"], lw=2)
+        ax.plot(r["change"] * scale, y, "o", ms=6, color=OKABE_ITO["blue"])
+        labels.append((y, name))
+    ax.axvline(0.0, color=OKABE_ITO["black"], lw=1, ls="--", label="no change")
+    ax.axvline(effect * scale, color=OKABE_ITO["vermillion"], lw=1.5, ls=":", label="smallest rise of interest")
+    ax.set_yticks([y for y, _ in labels], [t for _, t in labels])
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.set_xlabel("test accuracy, end window minus fit window (points)")
+    ax.grid(axis="y", visible=False)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.set_title(title)
+    return fig
+
+
+#: The y-axis label of each separation index column ``plot_separation_index`` can show.
+INDEX_LABELS: dict[str, str] = {
+    "index": "separation index\n(0 = split-half baseline, 1 = another class)",
+    "net_index": "net separation index\n(noisy minus unseen images; 0 = no difference)",
+    "unseen_index": "separation index of unseen images\n(0 = split-half baseline)",
+}
+
+
+@styled
+def plot_separation_index(index: pd.DataFrame, title: str, column: str = "index") -> Figure:
+    """Per model, a separation index (``column``) by layer at the first and last snapshot, mean and
+    min-max over seeds.
 
     ``index`` is ``tables.index_rows``; the dashed zero line is the split-half baseline (two
-    clean samples of the same size), which the index subtracts.
+    clean samples of the same size), which the index subtracts, or, for the net index, no
+    difference between noisy and unseen images.
     """
     models = list(dict.fromkeys(index["model"]))
     fig, axes = plt.subplots(1, len(models), layout="constrained", figsize=(min(MAX_WIDTH, 3.2 * len(models) + 1), 3.6),
@@ -461,7 +507,7 @@ def plot_separation_index(index: pd.DataFrame, title: str) -> Figure:
         first, last = rows["epoch"].min(), rows.groupby("seed")["epoch"].max().min()
         for epoch, color, label in ((first, OKABE_ITO["black"], f"epoch {first} (initialisation)"),
                                     (last, MODEL_COLORS.get(model, OKABE_ITO["blue"]), f"epoch {last}")):
-            stats = rows[rows["epoch"] == epoch].groupby("layer")["index"].agg(["mean", "min", "max"])
+            stats = rows[rows["epoch"] == epoch].groupby("layer")[column].agg(["mean", "min", "max"])
             ax.plot(stats.index, stats["mean"], marker="o", ms=4, color=color, label=label)
             if rows["seed"].nunique() > 1:
                 ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.2, lw=0)
@@ -471,7 +517,7 @@ def plot_separation_index(index: pd.DataFrame, title: str) -> Figure:
         n = rows["seed"].nunique()
         ax.set_title(f"{model.upper()} ({n} seed{'s' if n > 1 else ''})")
         ax.legend(frameon=False, fontsize=8, loc="upper left")
-    axes[0][0].set_ylabel("separation index\n(0 = split-half baseline, 1 = another class)")
+    axes[0][0].set_ylabel(INDEX_LABELS.get(column, column))
     fig.suptitle(title)
     return fig
 

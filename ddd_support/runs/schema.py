@@ -44,7 +44,10 @@ per-image and random-neuron probe arrays, and its class means are over the probe
     For each hidden layer ``l`` (1-based) with width W, over *all* images of a group:
     ``l{l}_mean_G`` (10, W), the mean post-ReLU activation per class for G in ``clean``,
     ``clean_a``, ``clean_b`` (the two clean halves of ``clean_half``), ``noisy`` (grouped by
-    true class), ``noisy_by_noisy`` (grouped by the noisy label) and ``test``; a class with no
+    true class), ``noisy_by_noisy`` (grouped by the noisy label), ``test`` and ``unseen``
+    (images the run never trains on, as many per class as its noisy group: training images
+    outside the run's subset where ``n_train`` takes one, else test images; the unseen-image
+    control of the separation index; runs before it lack this group); a class with no
     image is NaN; ``count_G`` (10,) the images per class. Then, on the P probe samples:
     ``l{l}_absmax`` and ``l{l}_pre_absmax`` (W,): per-neuron max |a| over the probe set,
     post- and pre-ReLU; ``l{l}_median_abs`` and ``l{l}_median_abs_nonzero`` (scalars):

@@ -117,21 +117,55 @@ def run_row(run_point: SweepPoint, run: "RunData") -> dict[str, Any]:
         raise RunDirError(f"{run_dir} has no per-image test record ({run_dir}/test_correct.npz); "
                           "sweeps need runs recorded by this version")
     row.update(overfitting_rise(correct))
-    if cfg.noise_rate == 0:   # no noisy samples: phases only, the claims about them are not testable
-        from ddd_support.analysis.phases import detect_phases
-        from ddd_support.analysis.regeneralisation import post_fit_change
-
-        phases, post_fit, claims = detect_phases(m, n_test=row["n_test"]).as_dict(), post_fit_change(run), None
+    row.update(verdict_columns(m, correct, row["n_test"], cfg.noise_rate), run_dir=str(run_dir))
+    if cfg.noise_rate > 0:   # the claims that need the snapshots: from the run's summary
+        claims = claims_from(summarise_run(run))
+        for claim in CLAIMS:
+            if claim not in METRIC_CLAIMS:
+                row[f"claim_{claim}"] = claims.loc[claims["claim"] == claim, "verdict"].iloc[0]
     else:
-        summary = summarise_run(run)
-        phases, post_fit, claims = summary.phases, summary.post_fit, claims_from(summary)
-    row.update(test_peak_epoch=phases["test_peak_epoch"], test_dip_epoch=phases["test_dip_epoch"],
-               noisy_fit_end_epoch=phases["noisy_fit_end_epoch"], post_fit_change=post_fit["change"],
-               post_fit_outcome=post_fit["outcome"], run_dir=str(run_dir))
-    for claim in CLAIMS:
-        row[f"claim_{claim}"] = (NOT_TESTABLE if claims is None
-                                 else claims.loc[claims["claim"] == claim, "verdict"].iloc[0])
+        row.update({f"claim_{c}": NOT_TESTABLE for c in CLAIMS if c not in METRIC_CLAIMS})
     return row
+
+
+#: The claims a sweep's own tables can judge (metrics and per-image test record, no snapshots).
+METRIC_CLAIMS: tuple[str, ...] = ("clean_first", "noisy_fit", "test_dip", "post_fit_rise")
+
+
+def verdict_columns(metrics: pd.DataFrame, correct: np.ndarray, n_test: int, noise_rate: float) -> dict[str, Any]:
+    """The phase epochs, the post-fit change and the verdicts of ``METRIC_CLAIMS`` of one run from
+    its metrics and per-image test record (``claims.metric_verdicts``), judged among themselves;
+    without label noise the claims about noisy labels are not testable."""
+    from ddd_support.analysis.regeneralisation import Curves
+    from ddd_support.analysis.stats import NOT_TESTABLE
+    from ddd_support.analysis.claims import metric_verdicts
+
+    found = metric_verdicts(Curves(metrics.reset_index(drop=True), correct, int(n_test)))
+    phases, post_fit, claims = found["phases"], found["post_fit"], found["claims"].set_index("claim")["verdict"]
+    out = {"test_peak_epoch": phases["test_peak_epoch"], "test_dip_epoch": phases["test_dip_epoch"],
+           "noisy_fit_end_epoch": phases["noisy_fit_end_epoch"], "post_fit_change": post_fit["change"],
+           "post_fit_outcome": post_fit["outcome"]}
+    for claim in METRIC_CLAIMS:
+        out[f"claim_{claim}"] = NOT_TESTABLE if noise_rate == 0 else claims[claim]
+    return out
+
+
+def refresh_verdict_columns(folder: str | Path) -> Path:
+    """Rewrite the verdict columns of a finished sweep's ``sweep.csv`` from its own epoch table and
+    per-image record (``verdict_columns``), for the current definitions; the columns of claims that
+    need the runs' snapshots are dropped, since the sweep's files cannot recompute them."""
+    folder = Path(folder)
+    spec, table, epochs, _ = read_sweep(folder)
+    correct = read_correct(folder / CORRECT_FILE)
+    rows = []
+    for r in table.to_dict("records"):
+        m = epochs[(epochs["point"] == r["point"]) & (epochs["model"] == r["model"]) & (epochs["seed"] == r["seed"])]
+        found = verdict_columns(m.sort_values("epoch"), correct[run_key(r["point"], r["model"], r["seed"])],
+                                int(r["n_test"]), float(r["noise_rate"]))
+        rows.append({k: v for k, v in {**r, **found}.items()
+                     if not (k.startswith("claim_") and k[len("claim_"):] not in METRIC_CLAIMS)})
+    atomic_write_text(folder / SWEEP_TABLE, pd.DataFrame(rows).to_csv(index=False, float_format="%.10g"))
+    return folder / SWEEP_TABLE
 
 
 def _train_acc(last: pd.Series, noisy_share: float) -> float:
@@ -369,6 +403,15 @@ def sweep_findings(table: pd.DataFrame, correct: dict[str, np.ndarray]) -> dict[
                                      f"exceeds the rise at {rates[0]:.0%} beyond its 95% interval"
                                      + (f", by {100 * min(above):.1f} to {100 * max(above):.1f} points" if above
                                         else ""))
+    if len(rates) > 1 and "rise" in table:
+        by_width = with_width(table).sort_values("noise_rate")
+        out["rise_by_rate"] = "; ".join(
+            f"width {w}: " + ", ".join(f"{100 * r:+.1f}" for r in part["rise"])
+            for w, part in by_width.groupby("width")) + f" points at {', '.join(f'{r:.0%}' for r in rates)} noise"
+    if len(noisy):
+        worst = with_width(noisy).sort_values("final_test_acc").groupby("noise_rate").head(1)
+        out["worst_width"] = ", ".join(f"{r.noise_rate:.0%}: width {r.width}" for r in worst.sort_values("noise_rate")
+                                       .itertuples())
     fitted = noisy[noisy["final_noisy_acc"] >= 0.99]
     fit_widths = sorted(set(with_width(fitted)["width"]))
     out["memorised"] = (f"{len(fitted)} of {len(noisy)} runs with label noise fit 99% of their noisy labels "
@@ -379,6 +422,10 @@ def sweep_findings(table: pd.DataFrame, correct: dict[str, np.ndarray]) -> dict[
     out["post_fit"] = (f"of the {len(fitted_runs)} runs whose post-fit change is testable, test accuracy after the "
                        f"fit rises in {counts.get('rises', 0)}, falls in {counts.get('falls', 0)} and shows no "
                        f"detectable change in {counts.get('no detectable change', 0)}")
+    if "claim_post_fit_rise" in noisy:
+        judged = noisy["claim_post_fit_rise"].value_counts()
+        out["post_fit"] += ("; against a rise of at least 1 point the verdict is " + ", ".join(
+            f"{v} in {judged.get(v, 0)}" for v in ("holds", "ruled out", "inconclusive")))
     clean_final = with_width(clean).sort_values("width")
     out["clean_by_width"] = ", ".join(f"{r.width}: {1 - r.final_test_acc:.1%}" for r in clean_final.itertuples())
     if len(clean_final) > 1:
@@ -418,7 +465,7 @@ def width_peak(table: pd.DataFrame, correct: dict[str, np.ndarray], noise_rate: 
     runs score the same test subset). The peak *holds* when it is an intermediate width whose
     error exceeds both ends' beyond their intervals.
     """
-    from ddd_support.analysis.stats import FAILS, HOLDS, NOT_TESTABLE, paired_change
+    from ddd_support.analysis.stats import HOLDS, INCONCLUSIVE, NOT_TESTABLE, paired_change
 
     one_run_per_point(table)
     rows = with_width(table[np.isclose(table["noise_rate"], noise_rate)])
@@ -434,7 +481,7 @@ def width_peak(table: pd.DataFrame, correct: dict[str, np.ndarray], noise_rate: 
         ci = paired_change(errors[other][1::2], errors[peak][1::2])
         out.update({f"over_{name}": ci.estimate, f"over_{name}_low": ci.low, f"over_{name}_high": ci.high})
     inside = narrow < peak < wide
-    out["verdict"] = HOLDS if inside and out["over_narrowest_low"] > 0 and out["over_widest_low"] > 0 else FAILS
+    out["verdict"] = HOLDS if inside and out["over_narrowest_low"] > 0 and out["over_widest_low"] > 0 else INCONCLUSIVE
     return out
 
 

@@ -17,7 +17,7 @@ from ddd_support.data.noise import NoisyLabels, symmetric_noise
 from ddd_support.errors import ConfigError
 from ddd_support.models import MLP
 from ddd_support.train.snapshots import (GROUP_TEST, HALF_A, HALF_B, N_RANDOM_NEURONS, Probe, choose_random_neurons,
-                                         group_class_means, input_statistics, principal_components,
+                                         choose_unseen, group_class_means, input_statistics, principal_components,
                                          probe_statistics, select_probe, split_clean_halves)
 
 
@@ -44,6 +44,10 @@ class PreparedData:
     random_neurons: list[np.ndarray]
     train_groups: dict[str, tuple[torch.Tensor, torch.Tensor]]
     test_groups: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    #: Images outside the training subset and their ``unseen`` group (None: the unseen group is
+    #: drawn from the test images and sits in ``test_groups``).
+    x_unseen: torch.Tensor | None = None
+    unseen_groups: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
 
 
 def check_subset_sizes(cfg: TrainConfig, arrays: data_mod.CifarArrays) -> None:
@@ -82,6 +86,17 @@ def prepare_data(cfg: TrainConfig, arrays: data_mod.CifarArrays, device: torch.d
                     "clean_b": (y_true, as_bool(clean_half == HALF_B)), "noisy": (y_true, mask),
                     "noisy_by_noisy": (y_noisy, mask)}
     test_groups = {"test": (as_long(y_test), as_bool(np.ones(len(y_test), dtype=bool)))}
+    outside = np.setdiff1d(np.arange(len(arrays.y_train)), train_idx)
+    x_unseen = unseen_groups = None
+    if len(outside):  # a subset: the unseen images are training images the run leaves out
+        rows = outside[choose_unseen(labels, arrays.y_train[outside], cfg.resolved_noise_seed)]
+        if len(rows):  # none without label noise: no noisy group to match
+            x_unseen = data_mod.normalize(data_mod.to_float_tensor(arrays.x_train[rows]), mean, std).to(device)
+            unseen_groups = {"unseen": (as_long(arrays.y_train[rows]), as_bool(np.ones(len(rows), dtype=bool)))}
+    else:  # all training images: the unseen images are test images
+        picked = np.zeros(len(y_test), dtype=bool)
+        picked[choose_unseen(labels, y_test, cfg.resolved_noise_seed)] = True
+        test_groups["unseen"] = (as_long(y_test), as_bool(picked))
     return PreparedData(
         x_train=x_train.to(device), x_test=x_test.to(device),
         y_noisy=as_long(labels.noisy), y_true=as_long(labels.original),
@@ -90,14 +105,17 @@ def prepare_data(cfg: TrainConfig, arrays: data_mod.CifarArrays, device: torch.d
         x_probe=x_probe.to(device), probe_inputs=input_statistics(probe_u8, components, pixel_mean),
         mean=mean, std=std, source=arrays.source, clean_half=clean_half,
         random_neurons=choose_random_neurons(cfg.widths, N_RANDOM_NEURONS, cfg.seed),
-        train_groups=train_groups, test_groups=test_groups,
+        train_groups=train_groups, test_groups=test_groups, x_unseen=x_unseen, unseen_groups=unseen_groups,
     )
 
 
 def take_snapshot(model: MLP, d: PreparedData, cfg: TrainConfig) -> dict[str, np.ndarray]:
     """Every array of one snapshot: class means over all images by group, and the probe statistics."""
     arrays = probe_statistics(model, d.x_probe, cfg.top_k, d.random_neurons)
-    for x, groups in ((d.x_train, d.train_groups), (d.x_test, d.test_groups)):
+    parts = [(d.x_train, d.train_groups), (d.x_test, d.test_groups)]
+    if d.x_unseen is not None and d.unseen_groups is not None:
+        parts.append((d.x_unseen, d.unseen_groups))
+    for x, groups in parts:
         means, counts = group_class_means(model, x, groups, cfg.eval_batch_size)
         for group, per_layer in means.items():
             arrays[f"count_{group}"] = counts[group]

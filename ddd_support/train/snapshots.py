@@ -20,7 +20,7 @@ GROUP_CLEAN, GROUP_NOISY, GROUP_TEST = 0, 1, 2
 #: Clean-half membership in ``labels.npz`` ``clean_half``: not drawn, half A, half B.
 HALF_NONE, HALF_A, HALF_B = 0, 1, 2
 #: The class-mean groups of a snapshot (``l{l}_mean_<group>``), each over all its images.
-GROUP_MEANS: tuple[str, ...] = ("clean", "clean_a", "clean_b", "noisy", "noisy_by_noisy", "test")
+GROUP_MEANS: tuple[str, ...] = ("clean", "clean_a", "clean_b", "noisy", "noisy_by_noisy", "test", "unseen")
 #: Random neurons per layer whose probe activations every snapshot keeps (the controls).
 N_RANDOM_NEURONS = 16
 #: Number of principal components of the training images kept as probe input statistics.
@@ -80,6 +80,20 @@ def split_clean_halves(labels: NoisyLabels, seed: int, n_classes: int = 10) -> n
         m = min(int(np.sum((labels.original == c) & labels.mask)), len(clean) // 2)
         half[clean[:m]], half[clean[m:2 * m]] = HALF_A, HALF_B
     return half
+
+
+def choose_unseen(labels: NoisyLabels, pool_classes: np.ndarray, seed: int, n_classes: int = 10) -> np.ndarray:
+    """Rows of an unseen pool (images the run never trains on) with as many images per class as
+    the class's noisy group (fewer where the pool has fewer), so that their class means carry the
+    sampling noise of the noisy images' means. Sorted row indices into ``pool_classes``."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 4]))
+    pool_classes = np.asarray(pool_classes)
+    chosen = []
+    for c in range(n_classes):
+        pool = np.flatnonzero(pool_classes == c)
+        m = min(int(np.sum((labels.original == c) & labels.mask)), len(pool))
+        chosen.append(rng.choice(pool, size=m, replace=False))
+    return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
 def choose_random_neurons(widths: tuple[int, ...], count: int, seed: int) -> list[np.ndarray]:

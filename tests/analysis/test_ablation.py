@@ -148,13 +148,13 @@ def test_ablate_neuron_defaults_to_the_most_frequent_top_neuron_at_the_checkpoin
 
 def test_ablating_an_inert_neuron_has_no_effect(model, data):
     from ddd_support.analysis.ablation import ablation_summary
-    from ddd_support.analysis.stats import FAILS, Interval, verdict
+    from ddd_support.analysis.stats import RULED_OUT, Interval, verdict
 
     table = ablation_table(model, data, layer=1, neuron=0, n_random=4)   # neuron 0 has no weights
     summary = ablation_summary(table)
     assert summary["d_test_acc"] == 0.0 and summary["low"] == summary["high"] == 0.0
     assert summary["p_mcnemar"] == 1.0 and summary["percentile"] == 0.5   # ties with silent random neurons
-    assert verdict(Interval(summary["d_test_acc"], summary["low"], summary["high"], 100), side="below") == FAILS
+    assert verdict(Interval(summary["d_test_acc"], summary["low"], summary["high"], 100), 0.01, side="below") == RULED_OUT
 
 
 def test_silencing_the_planted_neuron_is_a_paired_drop_beyond_every_random_neuron(model, data):

@@ -1,15 +1,15 @@
-"""The claims table: three-valued verdicts per run, their summary over seeds, and the sentences."""
+"""The claims table: four-valued verdicts per run, their summary over seeds, and the sentences."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from ddd_support.analysis.claims import (CLAIMS, claim_counts, claims_from, claims_over_seeds, first_epoch_at,
-                                         over_seeds_sentence, phase_sentence, strongest_correlation,
-                                         verdict_phrase)
+from ddd_support.analysis.claims import (CLAIMS, EFFECTS, claim_counts, claims_from, claims_over_seeds,
+                                         first_epoch_at, flip_limited, over_seeds_sentence, phase_sentence,
+                                         strongest_correlation, verdict_phrase)
 from ddd_support.analysis.phases import detect_phases
 from ddd_support.runs.reader import load_run
-from ddd_support.analysis.stats import FAILS, HOLDS, NOT_TESTABLE, VERDICTS
+from ddd_support.analysis.stats import HOLDS, INCONCLUSIVE, NOT_TESTABLE, RULED_OUT, VERDICTS
 from ddd_support.analysis.summary import summarise_run
 from ddd_support.train.driver import train
 
@@ -35,9 +35,10 @@ def trained_claims(tmp_path_factory, synthetic_arrays):
     return claims_from(summarise_run(run))
 
 
-def test_every_claim_gets_one_of_the_three_verdicts(trained_claims):
-    assert list(trained_claims["claim"]) == list(CLAIMS)
+def test_every_claim_gets_one_of_the_four_verdicts_and_states_its_effect(trained_claims):
+    assert list(trained_claims["claim"]) == list(CLAIMS) == list(EFFECTS)
     assert set(trained_claims["verdict"]) <= set(VERDICTS)
+    assert (trained_claims["effect"] == [EFFECTS[c].size for c in CLAIMS]).all()
 
 
 def test_clean_data_come_first_in_a_trained_run(trained_claims):
@@ -47,40 +48,63 @@ def test_clean_data_come_first_in_a_trained_run(trained_claims):
 
 def test_claims_about_a_large_activation_are_not_testable_where_none_exists(trained_claims):
     rows = trained_claims.set_index("claim")
-    assert rows.loc["large_exists", "verdict"] == FAILS
+    assert rows.loc["large_exists", "verdict"] == RULED_OUT
     for claim in ("large_shallow", "large_input", "large_needed"):
         assert rows.loc[claim, "verdict"] == NOT_TESTABLE
 
 
-def claims_table(verdicts: dict[tuple[str, int], str], statistic: float = 0.01) -> pd.DataFrame:
-    return pd.DataFrame([{"model": m, "seed": s, "claim": "post_fit_rise", "statement": "",
-                          "statistic": statistic if v != NOT_TESTABLE else np.nan, "low": np.nan,
-                          "high": np.nan, "outcome": "", "verdict": v} for (m, s), v in verdicts.items()])
+def claims_table(rows: dict[tuple[str, int], tuple[float, float, float]], claim: str = "post_fit_rise",
+                 verdict: str | None = None) -> pd.DataFrame:
+    """Per (model, seed): (statistic, low, high) of one interval claim; NaN statistic = not testable."""
+    return pd.DataFrame([{"model": m, "seed": s, "claim": claim, "statement": "", "effect": EFFECTS[claim].size,
+                          "statistic": x, "low": lo, "high": hi, "outcome": "",
+                          "verdict": NOT_TESTABLE if np.isnan(x) else (verdict or HOLDS)}
+                         for (m, s), (x, lo, hi) in rows.items()])
 
 
-def test_over_seeds_a_claim_holds_only_if_it_holds_in_every_testable_seed():
-    over = claims_over_seeds(claims_table({("mlp5", 0): HOLDS, ("mlp5", 1): FAILS, ("mlp5", 2): HOLDS,
-                                           ("mlp7", 0): HOLDS, ("mlp7", 1): NOT_TESTABLE, ("mlp7", 2): HOLDS,
-                                           ("mlp3", 0): NOT_TESTABLE}))
+NAN3 = (np.nan, np.nan, np.nan)
+
+
+def test_over_seeds_the_interval_combines_the_seeds_and_counts_them():
+    over = claims_over_seeds(claims_table({("mlp7", 0): (0.03, 0.02, 0.04), ("mlp7", 1): (0.04, 0.03, 0.05),
+                                           ("mlp7", 2): (0.035, 0.025, 0.045), ("mlp3", 0): NAN3}))
     by_model = over.set_index("model")
-    assert by_model.loc["mlp5", "verdict"] == FAILS and by_model.loc["mlp5", "holds"] == 2
-    assert by_model.loc["mlp7", "verdict"] == HOLDS and by_model.loc["mlp7", "testable"] == 2
+    assert by_model.loc["mlp7", "verdict"] == HOLDS and by_model.loc["mlp7", "testable"] == 3
+    assert by_model.loc["mlp7", "p_holds_holm"] >= by_model.loc["mlp7", "p_holds"]
     assert by_model.loc["mlp3", "verdict"] == NOT_TESTABLE
 
 
-def test_claim_counts_show_the_verdict_and_k_of_n_in_claim_order():
-    counts = claim_counts(claims_table({("mlp5", 0): HOLDS, ("mlp5", 1): FAILS, ("mlp3", 0): NOT_TESTABLE}))
+def test_over_seeds_seeds_that_disagree_in_sign_are_inconclusive_not_a_failure():
+    # the issue's cpu MLP7: -1.2, +1.6, -0.3 points, each measured to about +-0.9
+    over = claims_over_seeds(claims_table({("mlp7", 0): (-0.012, -0.021, -0.003), ("mlp7", 1): (0.016, 0.007, 0.025),
+                                           ("mlp7", 2): (-0.003, -0.013, 0.008)}))
+    assert over.iloc[0]["verdict"] == INCONCLUSIVE and over.iloc[0]["low"] < 0 < 0.01 < over.iloc[0]["high"]
+
+
+def test_over_seeds_a_tight_interval_around_zero_is_ruled_out():
+    over = claims_over_seeds(claims_table({("mlp5", s): (0.0005 * s, -0.004, 0.005) for s in range(3)}))
+    assert over.iloc[0]["verdict"] == RULED_OUT
+
+
+def test_a_verdict_that_flips_inside_the_sensitivity_grid_is_at_best_inconclusive():
+    assert flip_limited(HOLDS, [HOLDS, INCONCLUSIVE]) == INCONCLUSIVE
+    assert flip_limited(RULED_OUT, [RULED_OUT, HOLDS]) == INCONCLUSIVE
+    assert flip_limited(HOLDS, [HOLDS, HOLDS]) == HOLDS
+
+
+def test_claim_counts_show_the_verdict_and_the_number_of_seeds_in_claim_order():
+    counts = claim_counts(claims_table({("mlp5", 0): (0.03, 0.02, 0.04), ("mlp5", 1): (0.0, -0.01, 0.01),
+                                        ("mlp3", 0): NAN3}))
     assert list(counts.columns) == ["mlp5", "mlp3"]
-    assert counts.loc["post_fit_rise", "mlp5"] == "fails (1/2)"
+    assert counts.loc["post_fit_rise", "mlp5"] == "inconclusive (2 seeds)"
     assert counts.loc["post_fit_rise", "mlp3"] == NOT_TESTABLE
 
 
-def test_sentences_over_seeds_give_points_interval_and_counts():
-    over = claims_over_seeds(pd.concat([claims_table({("mlp7", 0): HOLDS}, 0.02),
-                                        claims_table({("mlp7", 1): HOLDS}, 0.04)]))
+def test_sentences_over_seeds_give_points_interval_and_seed_count():
+    over = claims_over_seeds(claims_table({("mlp7", 0): (0.02, 0.015, 0.025), ("mlp7", 1): (0.04, 0.035, 0.045)}))
     text = over_seeds_sentence(over, "post_fit_rise")
-    assert text.startswith("MLP7 +3.0 (95% interval ") and text.endswith("points: holds (holds in 2 of 2 seeds)")
-    assert verdict_phrase(over, "post_fit_rise", "mlp7") == "holds (holds in 2 of 2 seeds)"
+    assert text.startswith("MLP7 +3.0 (95% interval ") and text.endswith("points: inconclusive (2 seeds)")
+    assert verdict_phrase(over, "post_fit_rise", "mlp7") == "inconclusive (2 seeds)"
     assert verdict_phrase(over, "post_fit_rise", "mlp3") == NOT_TESTABLE
 
 

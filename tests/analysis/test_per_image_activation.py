@@ -91,3 +91,26 @@ def test_the_planted_neuron_tracks_brightness_beyond_every_random_neuron(run):
     assert best["input_r"] == pytest.approx(1.0) and best["output_r"] < 0.3
     randoms = random_neuron_correlations(run, snap, 1)
     assert len(randoms) == 16 and (randoms["input_r"] < 0.3).all()
+
+
+def test_a_neuron_dominant_at_initialisation_is_not_emerging():
+    # the cpu MLP7 layer 6 shape: one neuron tops 98% of images already at initialisation
+    row = {"growth": 3.0, "dominance": 0.99, "dominance_at_init": 0.98}
+    assert not large_activation_exists(row)
+    assert large_activation_exists({**row, "dominance_at_init": 0.05})
+
+
+def test_the_initial_dominance_is_recorded_per_layer(table):
+    last = table[(table["epoch"] == 50) & (table["layer"] == 1)].iloc[0]
+    assert last["dominance_at_init"] < 0.2 and last["dominance"] == 1.0
+
+
+def test_schema_1_per_image_ratio_comes_from_the_top_neurons_stored_activations(run):
+    from ddd_support.analysis.large_activation import top_neuron_image_table
+
+    top = top_neuron_image_table(run)
+    last = top[(top["epoch"] == 50) & (top["layer"] == 1)].iloc[0]
+    snap = run.snapshot(50)
+    expected = np.median(snap["l1_top_act"][:, 0] / float(snap["l1_median_abs_nonzero"]))
+    assert last["neuron"] == PLANTED and last["active"] == 1.0
+    assert last["ratio"] == pytest.approx(expected) and last["growth"] > 5

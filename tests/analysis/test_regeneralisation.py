@@ -96,3 +96,31 @@ def test_without_per_image_records_the_wider_unpaired_interval_is_used():
     assert unpaired["change"] == pytest.approx(paired["change"])
     assert unpaired["high"] - unpaired["low"] > paired["high"] - paired["low"]
     assert "unpaired" in unpaired["method"]
+
+
+def test_a_transient_99_percent_crossing_does_not_start_the_fit():
+    # crosses 99% at epoch 30 for one epoch, falls back (as cpu MLP7 seed 1 does), holds from epoch 50
+    noisy = np.interp(EPOCHS, [0, 10, 50, 200], [0.1, 0.2, 1.0, 1.0])
+    noisy[30] = 0.995
+    metrics = pd.DataFrame({"epoch": EPOCHS, "noisy_acc": noisy})
+    assert noisy_fit_epoch(metrics) == int(np.flatnonzero(noisy >= 0.99)[1])   # the first epoch of the held stretch
+    assert noisy_fit_epoch(metrics) > 30
+
+
+def test_the_held_level_is_the_lowest_over_the_end_not_the_maximum():
+    from ddd_support.analysis.regeneralisation import held_noisy_level
+
+    noisy = np.full(len(EPOCHS), 1.0)
+    noisy[195] = 0.874
+    assert held_noisy_level(pd.DataFrame({"epoch": EPOCHS, "noisy_acc": noisy})) == pytest.approx(0.874)
+
+
+def test_the_sensitivity_grid_has_every_variant_and_finds_a_flip():
+    from ddd_support.analysis.claims import grid_verdicts
+    from ddd_support.analysis.regeneralisation import GRID, sensitivity_grid
+
+    # test accuracy dips right after the fit and comes back only for the last tenth: which windows count decides
+    test = np.interp(EPOCHS, [0, 10, 40, 45, 170, 180, 200], [0.1, 0.45, 0.36, 0.33, 0.33, 0.36, 0.36])
+    grid = sensitivity_grid(planted_run(test, FITTED_AT_40))
+    assert len(grid) == len(GRID["level"]) * len(GRID["window"]) * len(GRID["end_fraction"]) == 18
+    assert len(set(grid_verdicts(grid))) > 1

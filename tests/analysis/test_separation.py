@@ -199,3 +199,60 @@ def test_grouping_by_noisy_label_on_a_copy_without_those_means_is_refused(tmp_pa
     run = planted_index_run(tmp_path, last_pull=[0, 0, 0])
     with pytest.raises(RunDirError, match="by='true'"):
         separation_table(run, by="noisy")
+
+
+def test_a_drift_that_unseen_images_share_does_not_count_as_separation(tmp_path):
+    """Noisy and unseen images drift from the clean training means alike: the index sees it, the net index does not."""
+    rng = np.random.default_rng(0)
+    snaps = {}
+    for epoch, pull in ((0, 0.0), (10, 0.4)):
+        snap = planted_snapshot(rng, [0.5, 0.5, 0.5], [0.0, pull / 2, pull])
+        for layer, p in zip((1, 2, 3), (0.0, pull / 2, pull)):   # unseen images drawn like the noisy ones
+            centres = np.abs(np.random.default_rng(7).normal(1.0, 1.0, size=(10, 40)))
+            towards = np.roll(centres, 1, axis=0) - centres
+            snap[f"l{layer}_mean_unseen"] = sampled_means(rng, centres, 0.5, 60, p * towards)
+        snaps[epoch] = snap
+    run = write_run(tmp_path, snaps)
+    run.config["hidden_widths"] = [40, 40, 40]
+    table = index_table(run)
+    last = table[(table["epoch"] == 10) & (table["layer"] == 3)]
+    assert last["index"].mean() > 0.1                       # the gross index "separates" ...
+    trend = depth_trend(table)
+    assert trend["net"] and trend["outer_low"] < 0.1 and abs(trend["outer"]) < 0.05   # ... net of unseen images not
+
+
+def test_the_unseen_control_prefers_the_matched_group_over_all_test_images():
+    from ddd_support.analysis.separation import unseen_mean
+
+    snap = {"l1_mean_test": np.zeros((10, 3)), "l1_mean_unseen": np.ones((10, 3))}
+    assert unseen_mean(snap, 1)[1] == "matched" and unseen_mean(snap, 1)[0][0, 0] == 1.0
+    assert unseen_mean({"l1_mean_test": np.zeros((10, 3))}, 1)[1] == "all test images"
+    assert unseen_mean({}, 1) == (None, "none")
+
+
+@pytest.mark.parametrize("n_train", [None, 200])
+def test_a_new_run_records_unseen_class_means_as_many_per_class_as_its_noisy_images(tmp_path, synthetic_arrays,
+                                                                                     n_train):
+    """All training images: the unseen ones are test images; a subset: training images it leaves out."""
+    from ddd_support.runs.reader import load_run
+    from ddd_support.train.driver import train
+    from tests.conftest import tiny_config
+
+    cfg = tiny_config(epochs=1, noise_rate=0.3, n_train=n_train, n_test=100)
+    run = load_run(train(cfg, tmp_path, synthetic_arrays))
+    snap = run.snapshot(run.snapshot_epochs[-1])
+    noisy = np.bincount(run.labels["original"][run.labels["noisy_mask"]], minlength=10)
+    pool = 10 if n_train is None else 30 - 20   # test images per class, or training images left out
+    assert (snap["count_unseen"] == np.minimum(noisy, pool)).all()
+    assert snap["l1_mean_unseen"].shape == snap["l1_mean_noisy"].shape
+    assert index_table(run)["clean_unseen"].notna().all()
+
+
+def test_a_run_without_label_noise_trains_on_a_subset_with_no_unseen_group(tmp_path, synthetic_arrays):
+    """No noisy images, nothing to match: the unseen group is left out instead of being empty."""
+    from ddd_support.runs.reader import load_run
+    from ddd_support.train.driver import train
+    from tests.conftest import tiny_config
+
+    run = load_run(train(tiny_config(epochs=1, noise_rate=0.0, n_train=200, n_test=100), tmp_path, synthetic_arrays))
+    assert "l1_mean_unseen" not in run.snapshot(run.snapshot_epochs[-1])

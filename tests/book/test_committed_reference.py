@@ -17,8 +17,8 @@ from ddd_support.book.reference import REFERENCE_INDEX, REFERENCE_ROOT
 
 pytestmark = pytest.mark.skipif(not (REFERENCE_ROOT / REFERENCE_INDEX).is_file(),
                                 reason="no committed reference runs")
-TABLES = ("phases", "post_fit", "separation", "separation_index", "separation_depth", "large_activation",
-          "correlations", "ablation", "claims", "claims_over_seeds")
+TABLES = ("phases", "post_fit", "post_fit_grid", "separation", "separation_index", "separation_depth",
+          "large_activation", "per_image", "correlations", "ablation", "claims", "claims_over_seeds")
 #: Claims whose holding side is below zero (a fall, a cost).
 BELOW = {"test_dip", "large_needed"}
 
@@ -78,14 +78,21 @@ def test_committed_tables_are_what_the_runs_give(profile):
 
 
 # --------------------------------------------------------------------------- independent recomputation
-def test_every_verdict_with_an_interval_lies_outside_its_noise(claims):
-    """A claim holds only where its 95% interval excludes the null on the claimed side."""
-    for profile, table in claims.items():
-        for (model, seed, claim), row in table.iterrows():
-            if row["verdict"] == "holds" and np.isfinite(row["low"]):
-                assert (row["high"] < 0) if claim in BELOW else (row["low"] > 0), (profile, model, seed, claim)
-            if row["verdict"] == "fails" and np.isfinite(row["low"]) and claim not in ("large_input", "large_needed"):
-                assert not ((row["high"] < 0) if claim in BELOW else (row["low"] > 0)), (profile, model, seed, claim)
+def test_no_verdict_says_more_than_its_interval(claims):
+    """holds: the interval excludes zero on the claimed side; ruled out: it excludes the effect of
+    interest; and no claim reads "fails" any more."""
+    over = {p: read_table(p, "claims_over_seeds") for p in ("cpu", "paper")}
+    for profile, table in [*((p, t.reset_index()) for p, t in claims.items()), *over.items()]:
+        assert set(table["verdict"]) <= {"holds", "ruled out", "inconclusive", "not testable"}, profile
+        for row in table.itertuples():
+            low = getattr(row, "low")
+            if not np.isfinite(low):
+                continue
+            below = row.claim in BELOW
+            if row.verdict == "holds":
+                assert (row.high < 0) if below else (low > 0), (profile, row.model, row.claim)
+            if row.verdict == "ruled out":
+                assert (low > row.effect) if below else (row.high < row.effect), (profile, row.model, row.claim)
 
 
 @pytest.mark.parametrize("run_dir", cpu_dirs(), ids=lambda p: f"{p.parent.name}-{p.name}")
@@ -95,18 +102,20 @@ def test_post_fit_change_recomputed_from_the_per_image_bits(run_dir, claims):
         correct = np.unpackbits(z["bits"], axis=1, count=int(z["n_test"])).astype(float)
     assert np.allclose(correct.mean(axis=1), metrics["test_acc"])
     row = claims["cpu"].loc[(run_dir.parent.name, int(run_dir.name[4:]), "post_fit_rise")]
-    fitted = np.flatnonzero(metrics["noisy_acc"].to_numpy() >= 0.99)
+    above = metrics["noisy_acc"].to_numpy() >= 0.99
+    held = [e for e in range(len(above) - 4) if above[e:e + 5].all()]   # five epochs in a row at 99%
     last = len(metrics) - 1
     end = np.arange(last - math.ceil(0.1 * last) + 1, last + 1)
-    if not len(fitted) or fitted[0] + 4 >= end[0]:
+    if not held or held[0] + 4 >= end[0]:
         assert row["verdict"] == "not testable"
         return
-    f = fitted[0]
+    f = held[0]
     diff = correct[end].mean(axis=0) - correct[f:f + 5].mean(axis=0)
     half = 1.959964 * diff.std(ddof=1) / np.sqrt(len(diff))
     assert row["statistic"] == pytest.approx(diff.mean(), rel=1e-5, abs=1e-9)   # the table keeps 6 digits
     assert (row["low"], row["high"]) == pytest.approx((diff.mean() - half, diff.mean() + half), rel=1e-5, abs=1e-9)
-    assert row["verdict"] == ("holds" if diff.mean() - half > 0 else "fails")
+    if diff.mean() - half < 0 < 0.01 < diff.mean() + half:
+        assert row["verdict"] == "inconclusive"
 
 
 def cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -114,9 +123,10 @@ def cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def index_per_class(snapshot, layer: int) -> np.ndarray:
-    a, b, n = (snapshot[f"l{layer}_mean_{g}"].astype(float) for g in ("clean_a", "clean_b", "noisy"))
+    """The separation index net of the unseen (here: all test) images: (cos(A, T) - cos(A, N)) / (1 - between)."""
+    a, t, n = (snapshot[f"l{layer}_mean_{g}"].astype(float) for g in ("clean_a", "test", "noisy"))
     between = np.array([np.mean([cos(a[c], a[d]) for d in range(10) if d != c]) for c in range(10)])
-    return (cos(a, b) - cos(a, n)) / (1 - between)
+    return (cos(a, t) - cos(a, n)) / (1 - between)
 
 
 def t_interval(values: np.ndarray) -> tuple[float, float, float]:
@@ -136,7 +146,8 @@ def test_separation_verdicts_recomputed_from_the_class_means(run_dir, claims):
         mean, low, high = t_interval(values)
         row = claims["cpu"].loc[(*key, claim)]
         assert (row["statistic"], row["low"], row["high"]) == pytest.approx((mean, low, high), abs=2e-3)
-        assert row["verdict"] == ("holds" if low > 0 else "fails")
+        if high < 0.1:
+            assert row["verdict"] == "ruled out"
 
 
 @pytest.mark.parametrize("run_dir", cpu_dirs(), ids=lambda p: f"{p.parent.name}-{p.name}")
@@ -152,10 +163,11 @@ def test_large_activation_existence_recomputed_from_the_per_image_activations(ru
         return np.nanmedian(np.where(med > 0, snap[f"l{layer}_img_top"] / np.where(med > 0, med, 1), np.nan))
 
     growth = {l: ratio(last, l) / ratio(first, l) for l in range(1, layers + 1)}
-    dominance = {l: np.unique(last[f"l{l}_img_argmax"], return_counts=True)[1].max() / len(last[f"l{l}_img_argmax"])
-                 for l in range(1, layers + 1)}
-    exists = {l for l in growth if growth[l] >= 2 and dominance[l] >= 0.5}
-    assert (row["verdict"] == "holds") == bool(exists)
+    def dominance(snap, l):
+        return np.unique(snap[f"l{l}_img_argmax"], return_counts=True)[1].max() / len(snap[f"l{l}_img_argmax"])
+
+    exists = {l for l in growth if growth[l] >= 2 and dominance(last, l) >= max(0.5, 2 * dominance(first, l))}
+    assert row["verdict"] == ("holds" if exists else "ruled out")
     if not exists:   # then the candidate is the layer of largest ratio, and its growth is the statistic
         largest = max(growth, key=lambda l: ratio(last, l))
         assert row["statistic"] == pytest.approx(growth[largest], rel=2e-3)
@@ -163,15 +175,34 @@ def test_large_activation_existence_recomputed_from_the_per_image_activations(ru
             assert claims["cpu"].loc[(*key, claim)]["verdict"] == "not testable"
 
 
-def test_claims_over_seeds_hold_only_where_every_testable_seed_holds():
+def test_claims_over_seeds_count_the_seeds_each_verdict_rests_on():
     for profile in ("cpu", "paper"):
         per_run, over = read_table(profile, "claims"), read_table(profile, "claims_over_seeds")
         for _, row in over.iterrows():
             seeds = per_run[(per_run["model"] == row["model"]) & (per_run["claim"] == row["claim"])]
             testable = seeds[seeds["verdict"] != "not testable"]
-            expected = ("not testable" if testable.empty else
-                        "holds" if (testable["verdict"] == "holds").all() else "fails")
-            assert row["verdict"] == expected and row["testable"] == len(testable)
+            assert row["seeds"] == len(seeds) and row["testable"] == len(testable)
+            assert (row["verdict"] == "not testable") == testable.empty
+            if np.isfinite(row["p_holds"]):   # Holm never makes a p-value smaller
+                assert row["p_holds_holm"] >= row["p_holds"] and row["p_ruled_out_holm"] >= row["p_ruled_out"]
+
+
+def test_the_paper_mlp7_top_neuron_of_layer_4_is_quoted_from_its_stored_activations():
+    snaps = sorted((REFERENCE_ROOT / "paper" / "mlp7" / "seed0" / "snapshots").glob("epoch_*.npz"))
+    last = dict(np.load(snaps[-1]))
+    act = last["l4_top_act"][:, 0].astype(float)
+    ratio = np.median(act / float(last["l4_median_abs_nonzero"]))
+    row = read_table("paper", "large_activation").set_index("model").loc["mlp7"]
+    assert (row["layer"], row["layers"], row["neuron"]) == (4, 6, int(last["l4_top_idx"][0])) == (4, 6, 1644)
+    assert row["ratio"] == pytest.approx(ratio, rel=1e-3) and 20 < ratio < 30 and (act > 0).mean() == 1.0
+    assert row["growth"] > 2   # chapter 05: "several times more than random weights give"
+    assert claims_verdict("paper", "mlp7", "large_100x") == "ruled out"
+    assert claims_verdict("paper", "mlp7", "large_shallow") == "ruled out"
+
+
+def claims_verdict(profile: str, model: str, claim: str) -> str:
+    over = read_table(profile, "claims_over_seeds")
+    return str(over[(over["model"] == model) & (over["claim"] == claim)]["verdict"].iloc[0])
 
 
 def test_the_paper_run_lacks_the_new_records_and_its_verdicts_say_so(claims):
@@ -276,4 +307,56 @@ def test_chapter_07_memorisation_and_the_model_wise_peak(sweep):
     peaks = width_peaks(table, correct).set_index("noise_rate")
     held = peaks[peaks["verdict"] == "holds"]
     assert len(held) >= 1 and (held["peak_width"] == 64).all()
-    assert peaks.loc[0.0, "verdict"] == "fails"
+    assert peaks.loc[0.0, "verdict"] == "inconclusive"
+
+
+def test_chapter_07_more_noise_more_rise_holds_for_the_ends_only(sweep):
+    t = _by(sweep[1])
+    rise = t.pivot_table(index="noise_rate", columns="width", values="rise")
+    assert not rise[64].is_monotonic_increasing                       # 7.6 at 10%, 7.0 at 20%
+    assert (rise.loc[rise.index <= 0.3, 16].abs() < 0.005).all()       # width 16 flat to 30%
+
+
+def test_chapter_07_width_64_climbs_back_without_fitting_all_its_wrong_labels(sweep):
+    t = _by(sweep[1])
+    w64 = t[(t["width"] == 64) & (t["noise_rate"] > 0)]
+    assert (w64["rise_outcome"] == "rises").all()
+    assert w64["final_noisy_acc"].between(0.7, 0.85).all()
+
+
+def test_chapter_06_results_first_sentences_hold_on_the_reference():
+    cpu, paper = read_table("cpu", "claims_over_seeds"), read_table("paper", "claims_over_seeds")
+    for over in (cpu, paper):
+        for claim in ("clean_first", "test_dip"):
+            assert (over[over["claim"] == claim]["verdict"] == "holds").all(), claim
+        assert not (over[over["claim"] == "post_fit_rise"]["verdict"] == "holds").any()
+    by = cpu.set_index(["model", "claim"])["verdict"]
+    for model in ("mlp5", "mlp7"):
+        assert by[(model, "outer_separates")] == by[(model, "separation_depth")] == "holds"
+    assert (cpu[cpu["claim"] == "large_exists"]["verdict"] == "ruled out").all()
+
+
+def test_the_sweep_verdict_columns_are_what_its_own_files_give(sweep):
+    from ddd_support.sweeps.results import METRIC_CLAIMS, run_key, verdict_columns
+
+    _, table, epochs, _, correct = sweep
+    assert not any(c.startswith("claim_") and c[6:] not in METRIC_CLAIMS for c in table.columns)
+    for row in table.itertuples():
+        m = epochs[epochs["point"] == row.point].sort_values("epoch")
+        fresh = verdict_columns(m, correct[run_key(row.point, row.model, row.seed)], row.n_test, row.noise_rate)
+        for key, value in fresh.items():
+            stored = getattr(row, key)
+            if isinstance(value, str):
+                assert stored == value and value != "fails", (row.point, key)
+            elif value is None or pd.isna(value):
+                assert pd.isna(stored), (row.point, key)
+            else:
+                assert stored == pytest.approx(value, rel=1e-6, abs=1e-9), (row.point, key)
+
+
+def test_the_reason_for_a_one_point_rise_holds_the_curves_wobble_about_a_point():
+    """EFFECTS["post_fit_rise"]: the epoch-to-epoch change of test accuracy has a standard deviation of about 1 point."""
+    for path in sorted(REFERENCE_ROOT.glob("*/mlp*/seed*/metrics.csv")):
+        acc = pd.read_csv(path)["test_acc"].to_numpy()
+        wobble = 100 * np.diff(acc[len(acc) // 2:]).std()
+        assert 0.4 < wobble < 1.6, (path, wobble)

@@ -118,7 +118,7 @@ def test_index_lists_runs_and_tables_cover_every_seed(tmp_path, synthetic_arrays
     claims = pd.read_csv(tmp_path / "ref" / "test" / "tables" / "claims.csv")
     counts = claim_counts(claims)
     assert counts.shape == (claims["claim"].nunique(), 1)
-    assert all(c.endswith("/2)") or c == "not testable" for c in counts["mlp3"])
+    assert all(c.endswith("(2 seeds)") or c == "not testable" for c in counts["mlp3"])
 
 
 def test_runs_for_reads_a_reference_and_never_trains_into_it(tmp_path, synthetic_arrays):
