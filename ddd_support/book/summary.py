@@ -39,9 +39,9 @@ def outcomes(table: pd.DataFrame, model: str) -> dict[str, list[str]]:
 
 
 def outcome_sentence(table: pd.DataFrame, model: str) -> str:
-    """``holds: a; b. not testable: c.``: every claim of ``model`` once, under its verdict."""
-    return " ".join(f"**{verdict}**: {'; '.join(statements)}." for verdict, statements in
-                    outcomes(table, model).items())
+    """A Markdown list, one item per verdict: ``- **holds**: a; b.``; every claim of ``model`` once."""
+    return "\n".join(f"- **{verdict}**: {'; '.join(statements)}." for verdict, statements in
+                     outcomes(table, model).items())
 
 
 def post_fit_text(table: pd.DataFrame, model: str) -> str:
