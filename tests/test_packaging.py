@@ -2,6 +2,7 @@
 dependencies that fit each use, a console script that clashes with nothing."""
 
 import re
+import subprocess
 import sys
 
 import pytest
@@ -60,3 +61,12 @@ def test_the_sweep_command_without_dask_names_the_extra_to_install(tmp_path, mon
     assert code == 1
     assert 'pip install "ddd_support[sweep]"' in capsys.readouterr().err
     assert not list(tmp_path.rglob("config.json"))  # nothing trained
+
+
+def test_jupyterlab_loads_the_myst_renderer():
+    """jupyterlab-myst renders glue roles and {doc} links in JupyterLab, if its JupyterLab can load it."""
+    pytest.importorskip("jupyterlab_myst", reason="the book extra is not installed")
+    listed = subprocess.run([sys.executable, "-m", "jupyter", "labextension", "list"], capture_output=True,
+                            text=True, timeout=120)
+    line = next(line for line in (listed.stdout + listed.stderr).splitlines() if "jupyterlab-myst" in line)
+    assert "OK" in line and "not compatible" not in listed.stdout + listed.stderr, line
