@@ -162,6 +162,7 @@ def test_binder_finds_the_environment_and_the_post_build_step():
 def test_browser_test_runs_after_the_book_in_local_ci():
     script = (REPO / ".ci" / "run").read_text()
     assert script.index("make test") < script.index("make book") < script.index("make browser-test")
+    assert "\nmake lint" in script
 
 
 def test_every_file_the_readme_layout_names_exists():
