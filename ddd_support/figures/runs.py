@@ -95,6 +95,14 @@ def fit_to_column(fig: Figure) -> Figure:
             text.set_fontsize(MIN_FONT_PT)
     for title in [ax.title for ax in fig.axes] + ([fig._suptitle] if fig._suptitle else []):
         title.set_wrap(True)  # a long title breaks into lines instead of widening the figure
+    # What is drawn outside the figure (a legend beside the axes) widens the saved image: shrink
+    # the figure until the image fits too.
+    for _ in range(3):
+        drawn = fig.get_tightbbox(fig.canvas.get_renderer()).width
+        if drawn <= MAX_WIDTH * 1.01:
+            break
+        width, height = fig.get_size_inches()
+        fig.set_size_inches(width - (drawn - MAX_WIDTH), height)
     return fig
 
 

@@ -48,3 +48,19 @@ def test_the_sample_grid_keeps_its_titles_at_the_minimum_size():
     assert fig.get_size_inches()[0] <= MAX_WIDTH
     assert min(t.get_fontsize() for t in drawn_texts(fig)) >= MIN_FONT_PT
     plt.close(fig)
+
+
+@styled
+def figure_with_a_legend_outside():
+    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    for k in range(4):
+        ax.plot([0, 1], [k, k + 1], label=f"a rather long legend entry {k}")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
+
+
+def test_what_is_drawn_outside_the_axes_still_fits_the_column():
+    fig = figure_with_a_legend_outside()
+    drawn = fig.get_tightbbox(fig.canvas.get_renderer()).width
+    assert drawn <= MAX_WIDTH * 1.01, drawn
+    plt.close(fig)
