@@ -79,6 +79,8 @@ def styled(func: Callable[..., Figure]) -> Callable[..., Figure]:
 def fit_to_column(fig: Figure) -> Figure:
     """At most ``MAX_WIDTH`` inches wide (the height shrinks less than the width, since the text
     keeps its size), drawn at ``FIGURE_DPI``, with no text smaller than ``MIN_FONT_PT``."""
+    if fig.get_layout_engine() is None:  # room for text that the style made larger
+        fig.set_layout_engine("constrained")
     width, height = fig.get_size_inches()
     if width > MAX_WIDTH:
         scale = MAX_WIDTH / width
@@ -310,8 +312,8 @@ def test_accuracy_twin(ax: plt.Axes, metrics: pd.DataFrame, legend_title: str | 
     twin.grid(False)
     twin.spines["right"].set_visible(True)
     handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.12, 1.0), frameon=False, borderaxespad=0,
-              title=legend_title)
+    # Beside the right axis's labels whatever their size (the figure's constrained layout makes room).
+    ax.figure.legend(handles=handles, loc="outside right upper", frameon=False, title=legend_title)
 
 
 # --------------------------------------------------------------------------- large activation
