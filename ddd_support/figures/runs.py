@@ -100,10 +100,11 @@ def fit_to_column(fig: Figure) -> Figure:
     # What is drawn outside the figure (a legend beside the axes) widens the saved image: shrink
     # the figure until the image fits too.
     for _ in range(3):
+        fig.canvas.draw()  # the layout engine and the title wrapping act only when drawn
         drawn = fig.get_tightbbox(fig.canvas.get_renderer()).width
-        if drawn <= MAX_WIDTH * 1.01:
-            break
         width, height = fig.get_size_inches()
+        if drawn <= MAX_WIDTH * 1.01 or width < MAX_WIDTH / 2:
+            break
         fig.set_size_inches(width - (drawn - MAX_WIDTH), height)
     return fig
 

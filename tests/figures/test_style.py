@@ -8,7 +8,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
-from ddd_support.figures.runs import FIGURE_DPI, MAX_WIDTH, MIN_FONT_PT, plot_samples, styled  # noqa: E402
+from ddd_support.book.reference import REFERENCE_ROOT  # noqa: E402
+from ddd_support.figures.runs import (FIGURE_DPI, MAX_WIDTH, MIN_FONT_PT, plot_four_way, plot_samples,  # noqa: E402
+                                      styled)
+from ddd_support.runs.reader import load_runs  # noqa: E402
 
 
 @styled
@@ -63,4 +66,15 @@ def test_what_is_drawn_outside_the_axes_still_fits_the_column():
     fig = figure_with_a_legend_outside()
     drawn = fig.get_tightbbox(fig.canvas.get_renderer()).width
     assert drawn <= MAX_WIDTH * 1.01, drawn
+    plt.close(fig)
+
+
+def test_the_four_way_figure_keeps_its_width_and_layout(recwarn):
+    """Measured before it is drawn, a constrained figure looks wider than it is (no layout, no
+    wrapped titles yet): fitting it must not shrink it until its axes collapse."""
+    runs = load_runs(sorted((REFERENCE_ROOT / "cpu").glob("mlp7/seed*")))
+    fig = plot_four_way(runs)
+    assert fig.get_size_inches()[0] >= MAX_WIDTH * 0.9
+    fig.canvas.draw()
+    assert not [w for w in recwarn if "collapsed" in str(w.message)]
     plt.close(fig)
