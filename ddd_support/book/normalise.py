@@ -12,9 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import jupytext
-from jupytext.config import find_jupytext_configuration_file, load_jupytext_configuration_file
-
 from ddd_support.files import atomic_write_text
 
 #: The kernelspec JupyterLab writes into a notebook it ran with ipykernel's ``python3`` kernel.
@@ -26,12 +23,16 @@ CHAPTER_FORMAT = "md:myst"
 
 def jupytext_config(path: Path) -> Any:
     """The jupytext configuration that applies to ``path`` (searched from its folder upwards)."""
+    from jupytext.config import find_jupytext_configuration_file, load_jupytext_configuration_file
+
     found = find_jupytext_configuration_file(str(path.parent))
     return load_jupytext_configuration_file(found) if found else None
 
 
 def normal_form(path: Path) -> str:
     """The text of chapter ``path`` as JupyterLab would save it after running it."""
+    import jupytext
+
     notebook = jupytext.reads(path.read_text(), fmt=CHAPTER_FORMAT)
     notebook.metadata["kernelspec"] = dict(LAB_KERNELSPEC)
     return jupytext.writes(notebook, fmt=CHAPTER_FORMAT, config=jupytext_config(path))
