@@ -79,8 +79,8 @@ def styled(func: Callable[..., Figure]) -> Callable[..., Figure]:
 def fit_to_column(fig: Figure) -> Figure:
     """At most ``MAX_WIDTH`` inches wide (the height shrinks less than the width, since the text
     keeps its size), drawn at ``FIGURE_DPI``, with no text smaller than ``MIN_FONT_PT``."""
-    if fig.get_layout_engine() is None:  # room for text that the style made larger
-        fig.set_layout_engine("constrained")
+    if fig.get_layout_engine() is None:  # room for larger text, and a legend beside the axes
+        fig.set_layout_engine("constrained")  # stays inside the figure instead of widening the image
     width, height = fig.get_size_inches()
     if width > MAX_WIDTH:
         scale = MAX_WIDTH / width
@@ -95,17 +95,10 @@ def fit_to_column(fig: Figure) -> Figure:
     for text in fig.findobj(Text):
         if text.get_text() and text.get_fontsize() < MIN_FONT_PT:
             text.set_fontsize(MIN_FONT_PT)
-    for title in [ax.title for ax in fig.axes] + ([fig._suptitle] if fig._suptitle else []):
-        title.set_wrap(True)  # a long title breaks into lines instead of widening the figure
-    # What is drawn outside the figure (a legend beside the axes) widens the saved image: shrink
-    # the figure until the image fits too.
-    for _ in range(3):
-        fig.canvas.draw()  # the layout engine and the title wrapping act only when drawn
-        drawn = fig.get_tightbbox(fig.canvas.get_renderer()).width
-        width, height = fig.get_size_inches()
-        if drawn <= MAX_WIDTH * 1.01 or width < MAX_WIDTH / 2:
-            break
-        fig.set_size_inches(width - (drawn - MAX_WIDTH), height)
+    titles = [ax.title for ax in fig.axes] + ([fig._suptitle] if fig._suptitle else [])
+    labels = [axis.label for ax in fig.axes for axis in (ax.xaxis, ax.yaxis)]
+    for text in titles + labels:
+        text.set_wrap(True)  # long titles and labels break into lines instead of overflowing
     return fig
 
 

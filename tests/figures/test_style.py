@@ -64,6 +64,7 @@ def figure_with_a_legend_outside():
 
 def test_what_is_drawn_outside_the_axes_still_fits_the_column():
     fig = figure_with_a_legend_outside()
+    fig.canvas.draw()  # as when it is saved: the layout is applied
     drawn = fig.get_tightbbox(fig.canvas.get_renderer()).width
     assert drawn <= MAX_WIDTH * 1.01, drawn
     plt.close(fig)
