@@ -58,13 +58,54 @@ def test_workflow_has_the_keys_github_requires(path):
 
 def test_ci_runs_the_readme_test_command():
     assert "    make test\n" in README
-    assert "make test" in runs(load("ci.yml"))
+    assert "make test CPU=1" in runs(load("ci.yml"))
 
 
 def test_book_workflow_runs_the_readme_book_command_then_the_browser_test():
     assert "    make book\n" in README
-    commands = runs(load("book.yml"))
-    assert commands.index("make book") < commands.index("make browser-test")
+    commands = [c.split()[:2] for c in runs(load("book.yml"))]
+    assert commands.index(["make", "book"]) < commands.index(["make", "browser-test"])
+
+
+@pytest.mark.parametrize("name", ["ci.yml", "book.yml"])
+def test_pull_requests_are_tested_and_their_book_built(name):
+    assert "pull_request" in load(name)["on"]
+
+
+def test_a_pull_request_builds_the_book_but_does_not_publish_it():
+    workflow = load("book.yml")
+    assert "pull_request" in workflow["jobs"]["deploy"]["if"]
+    pages = [s for s in steps(workflow) if s.get("uses", "").startswith(("actions/configure-pages",
+                                                                         "actions/upload-pages-artifact"))]
+    assert pages and all("pull_request" in s["if"] for s in pages)
+
+
+def test_ci_tests_the_lowest_declared_python_and_a_recent_one():
+    import tomllib
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
+    versions = load("ci.yml")["jobs"]["test"]["strategy"]["matrix"]["python-version"]
+    assert declared == f">={versions[0]}"
+    assert tuple(map(int, versions[-1].split("."))) >= (3, 13)
+
+
+@pytest.mark.parametrize("name", ["ci.yml", "book.yml"])
+def test_workflows_install_cpu_only_torch(name):
+    assert all("CPU=1" in c for c in runs(load(name)) if c.startswith("make "))
+
+
+def test_ci_runs_the_pre_commit_hooks():
+    assert "make lint CPU=1" in runs(load("ci.yml"))
+    hooks = {h["id"]: h for repo in yaml.safe_load((REPO / ".pre-commit-config.yaml").read_text())["repos"]
+             for h in repo["hooks"]}
+    assert hooks["ruff"]["entry"].startswith("ruff check")
+    assert hooks["chapters-in-jupyterlab-form"]["entry"] == "python -m ddd_support.book --normalise --check"
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed (pip install -e '.[dev]')")
+def test_ruff_finds_nothing():
+    result = subprocess.run(["ruff", "check", "."], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_book_workflow_deploys_the_html_with_the_official_pages_actions():
@@ -99,6 +140,18 @@ def test_actionlint_finds_nothing():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_binder_installs_the_locked_book_environment_with_cpu_torch_and_no_test_tools():
+    pip = yaml.safe_load((REPO / "environment.yml").read_text())["dependencies"][-1]["pip"]
+    assert pip == ["--extra-index-url https://download.pytorch.org/whl/cpu", "-r requirements/book.txt", "-e ."]
+    locked = (REPO / "requirements" / "book.txt").read_text()
+    names = {re.split(r"[=<> ;\[]", line, maxsplit=1)[0].lower() for line in locked.splitlines()
+             if line and not line.startswith("#")}
+    assert {"torch", "torchvision", "jupyter-book", "papermill", "jupyterlab-myst", "distributed"} <= names
+    assert not names & {"pytest", "playwright", "dask-jobqueue", "ruff"}
+    assert not [n for n in names if n.startswith(("nvidia-", "cuda-")) or n == "triton"]
+    assert all("==" in line for line in locked.splitlines() if line and not line.startswith("#"))
+
+
 def test_binder_finds_the_environment_and_the_post_build_step():
     post_build = REPO / "postBuild"
     assert (REPO / "environment.yml").is_file()
@@ -109,6 +162,7 @@ def test_binder_finds_the_environment_and_the_post_build_step():
 def test_browser_test_runs_after_the_book_in_local_ci():
     script = (REPO / ".ci" / "run").read_text()
     assert script.index("make test") < script.index("make book") < script.index("make browser-test")
+    assert "\nmake lint" in script
 
 
 def test_every_file_the_readme_layout_names_exists():

@@ -31,7 +31,9 @@ This module only orchestrates: what a chapter computes lives in the chapter and 
 from __future__ import annotations
 
 import argparse
+import html
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -42,6 +44,7 @@ from typing import Any, Iterable
 import yaml
 
 from ddd_support.config import PROFILES
+from ddd_support.book.normalise import normalise
 from ddd_support.book.reference import REFERENCE_INDEX, REFERENCE_ROOT, is_reference_root
 
 #: The project root: where ``_config.yml``, ``_toc.yml`` and ``book/`` live.
@@ -59,12 +62,28 @@ REPOSITORY_BRANCH_ENV = "DDD_REPOSITORY_BRANCH"
 LAUNCH_SERVICES = ("binderhub_url", "jupyterhub_url", "colab_url", "deepnote_url", "jupyterlite_url")
 #: What the HTML shows instead of an interactive widget (a static page has no kernel to drive it).
 WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE_MIME = "application/vnd.jupyter.widget-state+json"
 WIDGET_FALLBACK = ("[Interactive controls: open this chapter as a notebook (download or launch button at "
                    "the top of the page) and run it to use them.]")
+#: Exit statuses, as the ``ddd-support`` command has them.
+EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 
 class BookError(RuntimeError):
     """The book could not be executed or built; the message says which chapter or step."""
+
+
+class BookUsageError(BookError):
+    """The command was given something it cannot use (a profile, chapter or parameter); exit status 2."""
+
+
+def require_checkout(root: Path = PROJECT_ROOT) -> None:
+    """Refuse to run unless ``root`` holds the book's sources: the runner needs the repository
+    (chapters, ``_toc.yml``, ``reference/``), which an installed wheel does not contain."""
+    if not (root / "_toc.yml").is_file() or not (root / "book").is_dir():
+        raise BookError(f"no book sources next to the package ({root} has no _toc.yml and book/): the book "
+                        "runs from a clone of the repository installed in place; clone it and run "
+                        "`pip install -e \".[book]\"` there, then `python -m ddd_support.book` from the clone")
 
 
 def chapter_names(root: Path = PROJECT_ROOT) -> list[str]:
@@ -119,17 +138,17 @@ def collect_parameters(files: Iterable[str] = (), yamls: Iterable[str] = (),
     sources += [(f"-y {y!r}", y) for y in yamls]
     for where, text in sources:
         if text is None:
-            raise BookError(f"{where}: no such file")
+            raise BookUsageError(f"{where}: no such file")
         try:
             value = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
-            raise BookError(f"{where}: not valid YAML ({exc.__class__.__name__})") from None
+            raise BookUsageError(f"{where}: not valid YAML ({exc.__class__.__name__})") from None
         if not isinstance(value, dict):
-            raise BookError(f"{where}: expected a YAML mapping such as \"seeds: [0, 1]\"")
+            raise BookUsageError(f"{where}: expected a YAML mapping such as \"seeds: [0, 1]\"")
         out.update(value)
     for key, raw in params:
         if raw.strip()[:1] in ("[", "{"):
-            raise BookError(f"-p {key} {raw!r} would pass the string {raw!r}, as papermill's -p does; "
+            raise BookUsageError(f"-p {key} {raw!r} would pass the string {raw!r}, as papermill's -p does; "
                             f"pass lists and dicts as YAML: -y \"{key}: {raw.strip()}\"")
         out[key] = parse_value(raw)
     out.update(dict(raws))
@@ -157,7 +176,7 @@ def book_config(root: Path = PROJECT_ROOT, repository_url: str | None = None,
     repository = config.setdefault("repository", {})
     if repository_url:
         if not repository_url.startswith(("https://", "http://")):
-            raise BookError(f"{REPOSITORY_URL_ENV}={repository_url!r} is not a URL; expected e.g. "
+            raise BookUsageError(f"{REPOSITORY_URL_ENV}={repository_url!r} is not a URL; expected e.g. "
                             "https://github.com/OWNER/REPOSITORY")
         repository.update(url=repository_url.rstrip("/"), branch=branch or repository.get("branch") or "main")
     else:
@@ -214,20 +233,39 @@ def execute_chapter(md_path: Path, out_path: Path, parameters: dict[str, Any], c
 
 def prepare_for_html(path: Path) -> None:
     """Hide papermill's injected-parameters cell in the HTML (tag ``remove-cell``), give widget
-    outputs a text fallback (``_config.yml`` renders that instead of the widget) and drop the saved
-    widget state, which a static page cannot use."""
+    outputs a text fallback (``_config.yml`` renders that instead of the widget: a progress bar's
+    last state as text, any other widget ``WIDGET_FALLBACK``) and drop the saved widget state,
+    which a static page cannot use."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
+    state = nb.metadata.get("widgets", {}).get(WIDGET_STATE_MIME, {}).get("state", {})
     for cell in nb.cells:
         tags = cell.metadata.get("tags", [])
         if "injected-parameters" in tags and "remove-cell" not in tags:
             cell.metadata["tags"] = [*tags, "remove-cell"]
         for output in cell.get("outputs", []):
-            if WIDGET_VIEW_MIME in output.get("data", {}):
-                output["data"]["text/plain"] = WIDGET_FALLBACK
+            view = output.get("data", {}).get(WIDGET_VIEW_MIME)
+            if view is not None:
+                output["data"]["text/plain"] = progress_text(view.get("model_id"), state) or WIDGET_FALLBACK
     nb.metadata.pop("widgets", None)
     nbformat.write(nb, path)
+
+
+def progress_text(model_id: str | None, state: dict[str, Any]) -> str | None:
+    """The last state of a tqdm notebook progress bar (an HBox of HTML, FloatProgress, HTML) as one
+    line of text, e.g. ``mlp3: 100% 40/40 [00:12<00:00, 3.3it/s]``; None for any other widget."""
+    def model(ref: str) -> dict[str, Any]:
+        return state.get(ref.removeprefix("IPY_MODEL_"), {})
+
+    box = state.get(model_id or "", {})
+    children = [model(ref) for ref in box.get("state", {}).get("children", [])]
+    kinds = [child.get("model_name") for child in children]
+    if box.get("model_name") != "HBoxModel" or kinds != ["HTMLModel", "FloatProgressModel", "HTMLModel"]:
+        return None
+    left, right = (html.unescape(re.sub(r"<[^>]+>", "", children[i]["state"].get("value", ""))).strip()
+                   for i in (0, 2))
+    return " ".join(f"{left} {right}".replace("\u2007", " ").split())  # tqdm pads with figure spaces
 
 
 def build_html(source: Path, out: Path) -> None:
@@ -259,7 +297,7 @@ def run_book(profile: str = "smoke", parameters: dict[str, Any] | None = None,
     ``repository_url`` and ``branch`` (default: ``repository_from_env()``) make the buttons.
     """
     if profile not in PROFILES:
-        raise BookError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
+        raise BookUsageError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
     out = Path(out).resolve()
     runs = Path(runs).resolve() if runs else out / "runs"
     run_root = os.path.relpath(runs, out) if runs.is_relative_to(out) else str(runs)
@@ -268,7 +306,7 @@ def run_book(profile: str = "smoke", parameters: dict[str, Any] | None = None,
     if chapters:
         unknown = sorted(set(chapters) - {Path(n).name for n in names})
         if unknown:
-            raise BookError(f"unknown chapter(s) {unknown}; chapters: {[Path(n).name for n in names]}")
+            raise BookUsageError(f"unknown chapter(s) {unknown}; chapters: {[Path(n).name for n in names]}")
     wanted = [n for n in names if not chapters or Path(n).name in set(chapters)]
     common = {"profile": profile, "run_root": run_root, "seeds": [0], **(parameters or {})}
     _check_parameters(root, names, parameters or {})
@@ -332,8 +370,13 @@ def _check_parameters(root: Path, names: list[str], parameters: dict[str, Any]) 
             declared |= declared_parameters(jupytext.read(md))
     unknown = sorted(set(parameters) - declared)
     if unknown:
-        raise BookError(f"parameter(s) {unknown} appear in no chapter's parameters cell; "
+        raise BookUsageError(f"parameter(s) {unknown} appear in no chapter's parameters cell; "
                         f"known parameters: {', '.join(sorted(declared))}")
+
+
+def chapter_files(root: Path = PROJECT_ROOT) -> list[Path]:
+    """The chapters that are notebooks (``book/<name>.md`` with a jupytext header), in order."""
+    return [root / f"{name}.md" for name in chapter_names(root) if is_notebook(root / f"{name}.md")]
 
 
 def pair_notebooks(root: Path = PROJECT_ROOT) -> list[Path]:
@@ -341,11 +384,9 @@ def pair_notebooks(root: Path = PROJECT_ROOT) -> list[Path]:
     import jupytext
 
     written = []
-    for name in chapter_names(root):
-        md = root / f"{name}.md"
-        if is_notebook(md):
-            jupytext.write(jupytext.read(md), md.with_suffix(".ipynb"))
-            written.append(md.with_suffix(".ipynb"))
+    for md in chapter_files(root):
+        jupytext.write(jupytext.read(md), md.with_suffix(".ipynb"))
+        written.append(md.with_suffix(".ipynb"))
     return written
 
 
@@ -391,11 +432,29 @@ def build_parser() -> argparse.ArgumentParser:
                              "none: no repository or launch buttons)")
     parser.add_argument("--pair", action="store_true",
                         help="only write book/<chapter>.ipynb copies for interactive use, then stop")
+    parser.add_argument("--normalise", action="store_true",
+                        help="only rewrite the chapters in the form JupyterLab saves them (jupytext), then stop")
+    parser.add_argument("--check", action="store_true",
+                        help="with --normalise: change nothing, list the chapters not in that form, exit 1 if any")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.check and not args.normalise:
+        parser.error("--check goes with --normalise")
+    try:
+        require_checkout()
+    except BookError as exc:
+        print(f"book: {exc}", file=sys.stderr, flush=True)
+        return EXIT_FAILURE
+    if args.normalise:
+        changed = normalise(chapter_files(), check=args.check)
+        verb = "not in JupyterLab's form (run --normalise)" if args.check else "normalised"
+        for path in changed:
+            print(f"{path.relative_to(PROJECT_ROOT)}: {verb}", flush=True)
+        return EXIT_FAILURE if args.check and changed else 0
     if args.pair:
         for path in pair_notebooks():
             print(path.relative_to(PROJECT_ROOT))
@@ -406,12 +465,15 @@ def main(argv: list[str] | None = None) -> int:
                                     args.parameters_raw)
         run_book(args.profile, params, args.out, args.runs, args.chapter, not args.no_html, args.timeout,
                  execute=not args.html_only, fresh=args.fresh, repository_url=args.repository_url)
+    except BookUsageError as exc:
+        print(f"book: {exc}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
     except BookError as exc:
         print(f"book: FAILED: {exc}", file=sys.stderr, flush=True)
-        return 1
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         print("book: interrupted", file=sys.stderr, flush=True)
-        return 130
+        return EXIT_INTERRUPTED
     print(f"book: finished in {time.perf_counter() - t0:.1f} s", flush=True)
     return 0
 

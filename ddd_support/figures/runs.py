@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator, PercentFormatter
 
 from ddd_support.analysis.large_activation import REFERENCE_NAMES, reference_magnitude
@@ -44,10 +45,17 @@ SPLIT_STYLES: dict[str, str] = {"clean": "-", "noisy": "-", "noisy_true": "--", 
 KIND_COLORS: dict[str, str] = {"input": OKABE_ITO["blue"], "output": OKABE_ITO["vermillion"]}
 PHASE_SHADE = "#DDDDDD"
 LAYER_CMAP = "viridis"
-MAX_WIDTH = 10.0
+#: Figures are drawn at FIGURE_DPI and at most MAX_WIDTH inches wide: 700 pixels, which the book's
+#: text column shows at (nearly) full size, so that figure text keeps its size on the page.
+FIGURE_DPI = 100
+MAX_WIDTH = 7.0
+#: No text in a figure is smaller than MIN_FONT_PT points, 15 pixels at FIGURE_DPI: about the
+#: size of the book's body text (16 px). ``styled`` raises any smaller text to it.
+MIN_FONT_PT = 11.0
 STYLE: dict[str, Any] = {
-    "figure.dpi": 110, "savefig.dpi": 150, "savefig.bbox": "tight",
-    "font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9,
+    "figure.dpi": FIGURE_DPI, "savefig.dpi": 150, "savefig.bbox": "tight",
+    "font.size": 12, "axes.titlesize": 13, "axes.labelsize": 12, "legend.fontsize": MIN_FONT_PT,
+    "xtick.labelsize": MIN_FONT_PT, "ytick.labelsize": MIN_FONT_PT, "figure.titlesize": 13,
     "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
     "grid.alpha": 0.3, "lines.linewidth": 1.8,
 }
@@ -55,7 +63,8 @@ EPOCH_LABEL = "epoch (log scale; 0 = initialisation)"
 
 
 def styled(func: Callable[..., Figure]) -> Callable[..., Figure]:
-    """Run a figure function inside the package style."""
+    """Run a figure function inside the package style, then fit the figure to the book's column
+    (``fit_to_column``)."""
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Figure:
         # Resolve the backend first: otherwise rc_context restores an unresolved backend and
@@ -63,8 +72,34 @@ def styled(func: Callable[..., Figure]) -> Callable[..., Figure]:
         plt.get_backend()
         interactive = plt.isinteractive()
         with plt.rc_context({**STYLE, "interactive": interactive}):
-            return func(*args, **kwargs)
+            return fit_to_column(func(*args, **kwargs))
     return wrapper
+
+
+def fit_to_column(fig: Figure) -> Figure:
+    """At most ``MAX_WIDTH`` inches wide (the height shrinks less than the width, since the text
+    keeps its size), drawn at ``FIGURE_DPI``, with no text smaller than ``MIN_FONT_PT``."""
+    if fig.get_layout_engine() is None:  # room for larger text, and a legend beside the axes
+        fig.set_layout_engine("constrained")  # stays inside the figure instead of widening the image
+    width, height = fig.get_size_inches()
+    if width > MAX_WIDTH:
+        scale = MAX_WIDTH / width
+        fig.set_size_inches(MAX_WIDTH, height * scale ** 0.5)
+    fig.set_dpi(FIGURE_DPI)
+    for ax in fig.axes:  # ticks made later, when the figure is drawn, copy these sizes
+        for name in ("x", "y"):
+            axis = getattr(ax, f"{name}axis")
+            labels = axis.get_ticklabels(which="both")
+            size = max([MIN_FONT_PT, *(label.get_fontsize() for label in labels)])
+            ax.tick_params(axis=name, which="both", labelsize=size)
+    for text in fig.findobj(Text):
+        if text.get_text() and text.get_fontsize() < MIN_FONT_PT:
+            text.set_fontsize(MIN_FONT_PT)
+    titles = [ax.title for ax in fig.axes] + ([fig._suptitle] if fig._suptitle else [])
+    labels = [axis.label for ax in fig.axes for axis in (ax.xaxis, ax.yaxis)]
+    for text in titles + labels:
+        text.set_wrap(True)  # long titles and labels break into lines instead of overflowing
+    return fig
 
 
 def epoch_axis(ax: plt.Axes, last_epoch: float | None = None, label: str = EPOCH_LABEL) -> None:
@@ -271,8 +306,8 @@ def test_accuracy_twin(ax: plt.Axes, metrics: pd.DataFrame, legend_title: str | 
     twin.grid(False)
     twin.spines["right"].set_visible(True)
     handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.12, 1.0), frameon=False, borderaxespad=0,
-              title=legend_title)
+    # Beside the right axis's labels whatever their size (the figure's constrained layout makes room).
+    ax.figure.legend(handles=handles, loc="outside right upper", frameon=False, title=legend_title)
 
 
 # --------------------------------------------------------------------------- large activation

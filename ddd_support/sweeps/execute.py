@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ddd_support.errors import DDDError
 from ddd_support.files import now_iso, read_json
 from ddd_support.sweeps.spec import SweepPoint, SweepSpec, expand, run_root
 
@@ -87,6 +88,18 @@ def estimated_cost(group: list[SweepPoint]) -> float:
 def default_workers() -> int:
     """One worker per usable core (at least one)."""
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+#: What to install when Dask is missing: it is an optional extra of the package.
+DASK_INSTALL = "pip install \"ddd_support[sweep]\" (or, in a clone: pip install -e \".[sweep]\")"
+
+
+def require_dask() -> None:
+    """Raise a one-line DDDError naming the install command unless Dask distributed can be imported."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise DDDError(f"the sweep command trains on Dask, which is not installed: {DASK_INSTALL}") from None
 
 
 def make_client(scheduler: str | None, workers: int | None, runs_per_gpu: int = 2):
@@ -184,6 +197,7 @@ def run_sweep_command(spec: SweepSpec, out: str | os.PathLike, scheduler: str | 
     from ddd_support.sweeps.spec import sweep_dir
     from ddd_support.sweeps.results import write_sweep_record
 
+    require_dask()
     out = Path(out).resolve()
     t0, started = time.perf_counter(), now_iso()
     invocation: dict[str, Any] = {"start": started, "workers": 0, "scheduler": scheduler or "LocalCluster",

@@ -5,13 +5,19 @@ from __future__ import annotations
 import ast
 import os
 import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import jupytext
 import nbformat
 import pytest
 import yaml
+from jupytext.config import find_jupytext_configuration_file
 
 from ddd_support.book import run as book
+from ddd_support.book.normalise import jupytext_config, normal_form, normalise
 
 ROOT = book.PROJECT_ROOT
 CHAPTERS = [name for name in book.chapter_names() if book.is_notebook(ROOT / f"{name}.md")]
@@ -269,3 +275,82 @@ def test_the_built_book_has_every_chapter_and_its_figures():
         assert "1 seed(s), 40 epochs" in (executed / "03_loss_decomposition.ipynb").read_text()
         assert "profile 'smoke', 40 epochs, 2000 training images, 1 seed(s)" in (
             executed / "06_conclusions.ipynb").read_text()  # the fresh runs, not the reference
+
+
+# --- JupyterLab keeps the chapters as committed -------------------------------------------------
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_saving_the_chapter_in_jupyterlab_leaves_it_unchanged(name):
+    """A jupytext round trip as JupyterLab does it (read, run with ipykernel, save with the
+    configuration it finds); ``python -m ddd_support.book --normalise`` fixes a chapter that fails."""
+    path = ROOT / f"{name}.md"
+    assert normal_form(path) == path.read_text()
+
+
+def test_jupyterlab_finds_the_jupytext_configuration_from_its_root():
+    """``make lab`` serves book/, and jupytext looks for its configuration from the chapter's
+    folder upwards only as far as the server's root: the file must be inside book/."""
+    found = Path(find_jupytext_configuration_file(str(ROOT / "book")))
+    assert found.parent == ROOT / "book"
+    assert "jupyter lab book/" in (ROOT / "Makefile").read_text()
+    config = jupytext_config(ROOT / "book" / "01_noise.md")
+    assert "-jupytext.text_representation.jupytext_version" in config.notebook_metadata_filter
+
+
+def test_normalise_rewrites_a_chapter_lab_would_change_and_check_only_reports(tmp_path):
+    chapter = ROOT / "book" / "01_noise.md"
+    (tmp_path / "jupytext.toml").write_text((ROOT / "book" / "jupytext.toml").read_text())
+    copy = tmp_path / "01_noise.md"
+    copy.write_text(normal_form(chapter).replace("display_name: Python 3 (ipykernel)", "display_name: Python 3"))
+    before = copy.read_text()
+    assert normalise([copy], check=True) == [copy] and copy.read_text() == before
+    assert normalise([copy]) == [copy]
+    assert copy.read_text() == normal_form(chapter) and normalise([copy]) == []
+
+
+# --- the runner's exit statuses and where it runs ------------------------------------------------
+
+def run_runner(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ddd_support.book", *args], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+
+
+def test_usage_errors_exit_with_status_2_and_one_line():
+    for args in (["--profile", "nonsense", "--no-html"], ["-p", "seeds", "[0, 1]"], ["--check"]):
+        result = run_runner(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+
+
+def test_without_the_book_sources_the_runner_refuses_in_one_line(tmp_path, capsys):
+    with pytest.raises(book.BookError, match="clone of the repository"):
+        book.require_checkout(tmp_path)
+    book.require_checkout(ROOT)
+
+
+def test_an_installed_copy_without_the_sources_exits_1_saying_what_to_do(tmp_path):
+    """What a non-editable install meets: the package without _toc.yml, book/ and reference/ beside it."""
+    shutil.copytree(ROOT / "ddd_support", tmp_path / "site-packages" / "ddd_support",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site-packages")}
+    result = subprocess.run([sys.executable, "-m", "ddd_support.book", "--no-html"], capture_output=True,
+                            text=True, timeout=120, cwd=tmp_path, env=env)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "pip install -e" in result.stderr, result.stderr
+
+
+@pytest.mark.book
+def test_a_progress_bar_shows_its_last_state_as_text_not_the_widget_fallback(tmp_path):
+    """tqdm.auto draws widgets in the papermill kernel; the built book shows where each bar ended."""
+    chapter = tmp_path / "bars.md"
+    chapter.write_text((ROOT / "book" / "intro.md").read_text().split("# ", 1)[0]
+                       + "# Bars\n\n```{code-cell} ipython3\n:tags: [parameters]\n\nn = 3\n```\n\n"
+                       "```{code-cell} ipython3\nimport ipywidgets\nfrom tqdm.auto import tqdm\n"
+                       "for _ in tqdm(range(n), desc='mlp3'):\n    pass\nipywidgets.IntSlider()\n```\n")
+    out = tmp_path / "bars.ipynb"
+    book.execute_chapter(chapter, out, {"n": 5}, tmp_path, timeout=120)
+    shown = [o["data"]["text/plain"] for cell in nbformat.read(out, as_version=4).cells
+             for o in cell.get("outputs", []) if book.WIDGET_VIEW_MIME in o.get("data", {})]
+    assert len(shown) == 2
+    assert re.fullmatch(r"mlp3: 100% 5/5 \[.*\]", shown[0]), shown[0]
+    assert shown[1] == book.WIDGET_FALLBACK  # a widget that is not a progress bar

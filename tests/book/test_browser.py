@@ -1,9 +1,11 @@
-"""The built book in a real browser: every page loads its images, fits its column, shows no error.
+"""The built book in a real browser: every page loads its images, fits its column, shows no error,
+renders its equations with the MathJax the book ships, shows figure text at a readable size, and
+reads on a phone (390 px) without scrolling sideways.
 
 Needs a built book (``make book`` writes ``_build/html``), a system Chromium (Debian's
 ``chromium``, or any Chrome named by the ``CHROMIUM`` variable) and Playwright for Python, which
 drives it (no browser is downloaded). Run after the book is built: ``make browser-test``.
-Screenshots of every page go to ``_build/screenshots/``. With ``DDD_REQUIRE_BROWSER=1`` (CI) a
+Screenshots of every page go to ``_build/screenshots/`` (1280 px) and ``_build/screenshots/390/``. With ``DDD_REQUIRE_BROWSER=1`` (CI) a
 missing book, browser or Playwright fails the tests instead of skipping them.
 """
 
@@ -18,8 +20,10 @@ import threading
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from ddd_support.book import run as book
+from ddd_support.figures.runs import MIN_FONT_PT
 
 pytestmark = pytest.mark.book
 
@@ -32,6 +36,12 @@ CAPTIONED_PAGES = ["book/intro", "book/01_noise", "book/02_training", "book/03_l
                    "book/appendix_reproducibility"]
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 VIEWPORT = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+#: The smallest figure text, in CSS pixels as displayed at 1280 px: the figures' smallest font
+#: (``MIN_FONT_PT`` at the PNG's dpi) times the scale the page shows the image at.
+MIN_TEXT_PX = 13.0
+#: TeX that MathJax did not typeset (in the text, outside code).
+RAW_TEX = re.compile(r"\$\$|\\(?:begin|end|frac|mathrm|operatorname|sum|tag)\b|\\[()\[\]]")
 #: Error text: anywhere on the page, and (the bare word) in cell outputs.
 PAGE_ERRORS = re.compile(r"Traceback|\b[A-Z]\w*Error: |Error displaying widget|\{glue")
 OUTPUT_ERRORS = re.compile(r"\bError\b|\b[A-Z]\w*Error\b")
@@ -52,6 +62,9 @@ INSPECT = """() => {
     copy.querySelectorAll(".cell_input, script, style").forEach(el => el.remove());
     return copy.innerText;
   };
+  const math = [...article.querySelectorAll(".math")];
+  const figures = [...article.querySelectorAll(".cell_output img")].map(img => ({
+    src: img.getAttribute("src"), natural: img.naturalWidth, shown: img.getBoundingClientRect().width}));
   const widgetCells = [...article.querySelectorAll("div.cell")].filter(cell => {
     const input = cell.querySelector(".cell_input");
     return input && /\\bwidgets\\.|\\binteract(ive)?\\(/.test(input.innerText);
@@ -64,6 +77,14 @@ INSPECT = """() => {
     tooWide: [...article.querySelectorAll("table, figure, img")]
         .filter(el => width(el) > column + 1).map(el => `${name(el)}: ${Math.round(width(el))} px`),
     text: withoutInputs(article),
+    math: math.length,
+    mathTypeset: math.filter(el => el.querySelector("mjx-container")).length,
+    mathjaxFrom: [...document.scripts].map(s => s.src).filter(src => /mathjax/i.test(src)),
+    figures,
+    fallbackOutsideWidgetCells: [...article.querySelectorAll("div.cell")]
+        .filter(cell => !widgetCells.includes(cell))
+        .filter(cell => (cell.querySelector(".cell_output") || {innerText: ""}).innerText
+                          .includes("[Interactive controls:")).length,
     outputText: [...article.querySelectorAll(".cell_output")].map(el => el.innerText).join("\\n"),
     widgetViews: article.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]').length,
     widgetCells: widgetCells.map(cell => {
@@ -109,10 +130,11 @@ def site():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    (SCREENSHOTS / "390").mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable)
-        page = browser.new_page(viewport=VIEWPORT)
-        yield page, f"http://127.0.0.1:{server.server_address[1]}"
+        pages = {1280: browser.new_page(viewport=VIEWPORT), 390: browser.new_page(viewport=PHONE)}
+        yield pages, f"http://127.0.0.1:{server.server_address[1]}"
         browser.close()
     server.shutdown()
 
@@ -122,21 +144,26 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-_reports: dict[str, dict] = {}
+_reports: dict[tuple[str, int], dict] = {}
+#: Resolves when MathJax has typeset the page (at once on a page without MathJax).
+MATH_DONE = "() => (window.MathJax && MathJax.startup && MathJax.startup.promise) || null"
 
 
-def report(site, name: str) -> dict:
-    """Open ``name`` once (a full-page screenshot in ``_build/screenshots``) and inspect it."""
-    if name not in _reports:
-        page, base = site
+def report(site, name: str, width: int = 1280) -> dict:
+    """Open ``name`` once per width (a full-page screenshot in ``_build/screenshots``) and inspect it."""
+    if (name, width) not in _reports:
+        pages, base = site
+        page = pages[width]
         if not (HTML / f"{name}.html").is_file():
             pytest.fail(f"{name}.html is missing from {HTML}")
         response = page.goto(f"{base}/{name}.html", wait_until="load")
         assert response is not None and response.ok, name
         page.evaluate("() => Promise.all([...document.images].map(i => i.decode().catch(() => null)))")
-        page.screenshot(path=str(SCREENSHOTS / f"{Path(name).name}.png"), full_page=True)
-        _reports[name] = page.evaluate(INSPECT)
-    return _reports[name]
+        page.evaluate(MATH_DONE)
+        folder = SCREENSHOTS if width == 1280 else SCREENSHOTS / str(width)
+        page.screenshot(path=str(folder / f"{Path(name).name}.png"), full_page=True)
+        _reports[name, width] = page.evaluate(INSPECT)
+    return _reports[name, width]
 
 
 @pytest.mark.parametrize("name", PAGES)
@@ -175,3 +202,38 @@ def test_the_figures_of_the_book_are_there(site):
     """A page that lost its outputs would pass the checks above: count the output images."""
     counts = {name: report(site, name)["images"] for name in PAGES}
     assert counts["book/01_noise"] >= 2 and counts["book/02_training"] >= 1, counts
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_equations_are_typeset_by_the_mathjax_the_book_ships(site, name):
+    found = report(site, name)
+    assert found["mathTypeset"] == found["math"], f"{found['math'] - found['mathTypeset']} equations not typeset"
+    assert RAW_TEX.findall(found["text"]) == []
+    assert all(src.startswith(site[1]) for src in found["mathjaxFrom"]), found["mathjaxFrom"]
+
+
+def test_the_equations_of_the_book_are_there(site):
+    """A page whose math lost its markup would pass the check above: count the equations."""
+    assert sum(report(site, name)["math"] for name in PAGES) >= 3
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_no_widget_fallback_where_no_widget_was_meant(site, name):
+    assert report(site, name)["fallbackOutsideWidgetCells"] == 0
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_figure_text_is_at_least_the_stated_size_as_displayed(site, name):
+    small = []
+    for figure in report(site, name)["figures"]:
+        dpi = Image.open(HTML / Path(name).parent / figure["src"]).info.get("dpi", (72, 72))[0]
+        text_px = MIN_FONT_PT / 72 * dpi * figure["shown"] / figure["natural"]
+        if text_px < MIN_TEXT_PX:
+            small.append(f"{figure['src']}: {text_px:.1f} px ({figure['natural']} px shown at {figure['shown']:.0f})")
+    assert small == []
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_a_phone_never_scrolls_the_page_sideways(site, name):
+    """At 390 px a wide table may scroll inside its own box, but the page itself stays put."""
+    assert not report(site, name, width=390)["pageScrollsSideways"]
