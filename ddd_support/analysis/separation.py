@@ -75,7 +75,11 @@ def layer_separation(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def separation_summary(layer_table: pd.DataFrame) -> pd.DataFrame:
-    """Per layer: cosine at the first and the last snapshot and the change between them."""
+    """Per layer: cosine at the first and the last snapshot and the change between them (no rows when no
+    cosine could be computed: a run without noisy or without clean images)."""
+    layer_table = layer_table.dropna(subset=["cosine"])
+    if layer_table.empty:
+        return pd.DataFrame(columns=["layer", "first_epoch", "first", "last_epoch", "last", "change"])
     first, last = layer_table["epoch"].min(), layer_table["epoch"].max()
     pivot = layer_table.pivot(index="layer", columns="epoch", values="cosine")
     out = pd.DataFrame({"first_epoch": first, "first": pivot[first],
