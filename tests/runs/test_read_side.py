@@ -2,6 +2,7 @@
 
 import json
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -199,3 +200,20 @@ def test_reads_during_training_never_fail(tmp_path, synthetic_arrays):
     trainer.join()
     assert not errors, errors[:3]
     assert reads > 0 and load_run(run_dir).status == "complete"
+
+
+# --------------------------------------------------------------------------- 8: a sweep over longer runs
+def test_a_sweep_does_not_tabulate_runs_trained_longer_than_its_spec(tmp_path, synthetic_arrays):
+    from ddd_support.sweeps.results import sweep_tables
+    from ddd_support.sweeps.spec import expand, run_root, spec_from_arguments
+
+    tiny = ["n_train=100", "n_test=50", "base_width=8", "probe_per_class=1"]
+    longer = spec_from_arguments("ep", "smoke", ["lr=1e-3"], [*tiny, "epochs=6"])
+    for r in expand(longer):
+        train(replace(r.config, progress=False, device="cpu"), run_root(tmp_path, longer, r.point), synthetic_arrays)
+    shorter = spec_from_arguments("ep", "smoke", ["lr=1e-3"], [*tiny, "epochs=3"])
+    table, _, _, mismatched = sweep_tables(shorter, tmp_path)
+    assert table.empty
+    assert len(mismatched) == 3 and all("trained to 6 epochs, the spec asks for 3" in m for m in mismatched)
+    table, _, _, mismatched = sweep_tables(longer, tmp_path)
+    assert list(table["epochs"]) == [6, 6, 6] and not mismatched
