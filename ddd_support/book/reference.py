@@ -7,9 +7,14 @@ A reference run keeps the run-directory layout (so ``analysis.load_run`` reads i
 thinned evenly in log-epoch, whose arrays are stored in float16 with only the class means the
 separation index needs (``KEPT_MEANS``), the activations of the top ``top_k`` neurons, the
 per-image statistics, and the random control neurons' activations in the last snapshot only.
-No checkpoints: the ablation, which needs the weights, is computed at export time and kept as
-``ablation.csv`` with each row's per-image test correctness (``ablation_test_correct.npz``).
-Only complete runs are exported.
+No checkpoints: the ablation, which needs the weights, is computed at export time from the final
+checkpoint and kept as ``ablation.csv`` with each row's per-image test correctness
+(``ablation_test_correct.npz``). Only complete runs that read as a whole (``load_run``) are
+exported. A copy goes to ``DEST/<profile>/<model>/seed<seed>``, a sweep point's to
+``DEST/<sweep>/<point>/<profile>/<model>/seed<seed>``; it is built in a hidden folder beside its
+place and moved there whole, replacing an earlier copy of the same run, never merging with it; a
+destination that holds another configuration's copy or a trained run is refused (``replace``
+replaces it whole).
 
 A reference root (``reference/`` in the project) also holds ``reference.json``, an index of
 its runs with the command that produced them, and ``<profile>/tables/*.csv``, the summary

@@ -11,10 +11,14 @@ per-image and random-neuron probe arrays, and its class means are over the probe
     data source, start and end time, ``train_seconds_total`` and ``eval_seconds_total``; the
     device, threads and torch version are those the run started with, and ``resumes`` lists
     each later continuation with its own);
-    ``status`` (``running`` or ``complete``); ``epochs_done`` (set when the run completes;
-    while it runs, ``metrics.csv`` tells how far it got); ``snapshot_epochs`` (the schedule,
-    plus any earlier final epoch of a run that was extended); ``normalization`` (per-channel
-    ``mean`` and ``std``).
+    ``status`` (``running``, ``complete``, or ``diverged``, with a ``diverged`` entry: the
+    ``epoch`` whose training loss exploded and the ``reason``); ``epochs_done`` (set when the
+    run completes; while it runs, ``metrics.csv`` tells how far it got); ``snapshot_epochs``
+    (the schedule, plus any earlier final epoch of a run that was extended: every one up to
+    the last recorded epoch must exist); ``normalization`` (per-channel ``mean`` and ``std``
+    of the run's training images on the [0, 1] scale: a fingerprint of its pixel data, compared
+    on resume, so a run never continues on other images); ``checksummed`` (true: the run records
+    every file's digest in ``checksums.json``, which must then be present).
 ``metrics.csv``
     One row per epoch from 0 (the initialised model, before any step) to ``epochs_done``.
     Columns: ``epoch``; for each split S in ``clean``, ``noisy``, ``noisy_true``, ``test``
@@ -63,14 +67,18 @@ per-image and random-neuron probe arrays, and its class means are over the probe
     A missing or unreadable ``checkpoint.json`` is rebuilt from the checkpoint files that pass
     their own zip CRC-32 checks and load.
 ``checksums.json``
-    The SHA-256 of ``metrics.csv`` and of ``test_correct.npz``: for each file a list of the
-    digest of its newest version and, while it is being replaced, of the version before. It is
-    written before the two files, so an interrupted write leaves each file matching one listed
-    digest; a file that matches none was changed after training and is refused on resume and
-    when read. Run directories without it (older ones, the committed reference) are checked
-    for structure only: ``metrics.csv`` holds every column, epochs 0, 1, 2... in order, and a
-    number in every cell (``train_loss`` may be empty at epoch 0, the ``noisy`` and
-    ``noisy_true`` columns in every row when no label was replaced).
+    The SHA-256 of every file the run wrote (``config.json``, ``metrics.csv``,
+    ``test_correct.npz``, ``labels.npz``, ``probe.npz``, ``snapshots/epoch_EEEEE.npz``; in a
+    reference copy also its ablation files), keyed by the path inside the run directory: for
+    each file a list of the digest of its newest version and, while it is being replaced, of
+    the version before. It is written before the files, so an interrupted write leaves each
+    file matching one listed digest; a file that matches none was changed after training and
+    is refused on resume and when read. A run marked ``checksummed`` without it is refused.
+    Run directories without it (older ones, the committed reference) are checked for structure
+    only: ``metrics.csv`` holds every column, epochs 0, 1, 2... in order, and a number in every
+    cell (``train_loss`` may be empty at epoch 0; the ``clean``, ``noisy`` and ``noisy_true``
+    columns in every row when the split has no image), and the snapshots hold the widths the
+    config names.
 ``.lock``
     Held (``filelock``) by the process that trains the run, from opening the directory to the
     end of the run or its failure; another process waits for it (``DDD_LOCK_TIMEOUT`` seconds

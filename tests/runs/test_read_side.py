@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+from filelock import FileLock
 
 from ddd_support.book.reference import export_reference
 from ddd_support.cli import main
@@ -75,6 +76,17 @@ def test_two_runs_with_one_destination_are_refused_before_anything_is_written(tm
     assert main(["-q", "export-reference", *map(str, runs), "--dest", str(tmp_path / "ref"), "--no-ablation"]) == 1
     assert "would both be exported to" in _one_line_error(capsys)
     assert not (tmp_path / "ref").exists()
+
+
+def test_export_keeps_no_more_top_neurons_than_the_run_recorded(tmp_path, synthetic_arrays):
+    from ddd_support.errors import ConfigError
+
+    run_dir = train(tiny_config(epochs=3, top_k=3), tmp_path / "runs", synthetic_arrays)
+    with pytest.raises(ConfigError, match="--top-k 4 is more than the 3 top neurons"):
+        export_reference(run_dir, tmp_path / "ref", top_k=4, ablation=False)
+    copy = load_run(export_reference(run_dir, tmp_path / "ref", top_k=3, max_snapshots=2, ablation=False))
+    assert copy.state["reference"]["top_k"] == 3 and copy.snapshot(3)["l1_top_act"].shape[1] == 3
+    assert copy.snapshot_epochs == [0, 3]
 
 
 # --------------------------------------------------------------------------- 3: the data changed before a resume
@@ -183,8 +195,32 @@ def test_a_run_without_clean_images_reads_without_a_false_error(tmp_path, synthe
     assert run.metrics["clean_loss"].isna().all() and run.metrics["noisy_loss"].notna().all()
 
 
+def test_a_read_that_catches_a_write_in_progress_is_repeated_and_never_advises_deletion(tmp_path, synthetic_arrays):
+    run_dir = train(tiny_config(epochs=3), tmp_path / "runs", synthetic_arrays)
+    original = (run_dir / "metrics.csv").read_bytes()
+    between_writes = original.replace(b",0.", b",0.9", 1)  # a version checksums.json does not list (yet)
+    (run_dir / "metrics.csv").write_bytes(between_writes)
+    with pytest.raises(RunDirError, match="changed after training"):
+        load_run(run_dir)  # nobody trains it: the change is real
+    with FileLock(str(run_dir / ".lock")):  # as a training process holds it
+        finish = threading.Timer(0.3, lambda: (run_dir / "metrics.csv").write_bytes(original))
+        finish.start()
+        assert load_run(run_dir).metrics.equals(load_run_metrics(original))  # read again once the write ended
+        finish.join()
+        (run_dir / "metrics.csv").write_bytes(between_writes)
+        with pytest.raises(RunDirError, match="being trained by another process right now.*do not delete it") as info:
+            load_run(run_dir)
+        assert "delete the run directory" not in str(info.value)
+
+
+def load_run_metrics(payload: bytes) -> pd.DataFrame:
+    import io
+
+    return pd.read_csv(io.BytesIO(payload))
+
+
 def test_reads_during_training_never_fail(tmp_path, synthetic_arrays):
-    cfg = tiny_config(epochs=30, checkpoint_every=5)
+    cfg = tiny_config(epochs=20, checkpoint_every=5)
     run_dir = tmp_path / "runs" / "test" / "mlp3" / "seed0"
     trainer = threading.Thread(target=train, args=(cfg, tmp_path / "runs", synthetic_arrays))
     trainer.start()
@@ -217,3 +253,33 @@ def test_a_sweep_does_not_tabulate_runs_trained_longer_than_its_spec(tmp_path, s
     assert len(mismatched) == 3 and all("trained to 6 epochs, the spec asks for 3" in m for m in mismatched)
     table, _, _, mismatched = sweep_tables(longer, tmp_path)
     assert list(table["epochs"]) == [6, 6, 6] and not mismatched
+
+
+# --------------------------------------------------------------------------- smaller ones
+def test_a_checkpoint_a_kill_left_beside_the_index_is_removed(tmp_path, synthetic_arrays, monkeypatch):
+    cfg = tiny_config(epochs=6)
+    interrupt_after_checkpoint(monkeypatch, cfg, tmp_path, synthetic_arrays, epoch=3)
+    run_dir = tmp_path / "test" / "mlp3" / "seed0"
+    orphan = run_dir / checkpoints.checkpoint_name(1)  # killed between the index update and the deletion
+    orphan.write_bytes((run_dir / checkpoints.checkpoint_name(3)).read_bytes())
+    train(cfg, tmp_path, synthetic_arrays)
+    assert sorted(p.name for p in run_dir.glob("checkpoint_e*.pt")) == [checkpoints.checkpoint_name(5),
+                                                                       checkpoints.checkpoint_name(6)]
+
+
+def test_a_valid_cache_in_a_read_only_folder_is_used(image_root, monkeypatch):
+    from ddd_support.data import cifar
+
+    first = cifar.load_cifar10(str(image_root), "imagefolder", progress=False)
+
+    class ReadOnlyLock:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def acquire(self):
+            raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(cifar, "FileLock", ReadOnlyLock)
+    monkeypatch.setattr(cifar, "_read_imagefolder", lambda *a: pytest.fail("decoded again"))
+    again = cifar.load_cifar10(str(image_root), "imagefolder", progress=False)
+    assert np.array_equal(again.x_train, first.x_train) and np.array_equal(again.y_test, first.y_test)

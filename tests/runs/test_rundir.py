@@ -337,5 +337,8 @@ def test_an_exploding_but_finite_loss_stops_the_run(tmp_path, synthetic_arrays):
 
 def test_an_exploding_loss_stops_a_batched_run_too(tmp_path, synthetic_arrays):
     cfgs = [tiny_config(seed=s, lr=1e9, epochs=3) for s in (0, 1)]
-    with pytest.raises(TrainingDiverged, match="Lower lr"):
+    with pytest.raises(TrainingDiverged, match="Lower lr") as info:
         train_seeds(cfgs, tmp_path, synthetic_arrays)
+    diverged = int(str(info.value).split(":")[0].split("seed ")[1])
+    statuses = {s: json.loads((run_dir_of(tmp_path, s) / "config.json").read_text())["status"] for s in (0, 1)}
+    assert statuses == {s: "diverged" if s == diverged else "running" for s in (0, 1)}, "only the run that diverged"
