@@ -121,8 +121,9 @@ def export_target(run_dir: str | os.PathLike, dest: str | os.PathLike, config: d
         raise RunDirError(f"{source / CONFIG_FILE} does not name the run's profile, model and seed. "
                           f"{READ_ADVICE}") from None
     base = Path(dest)
-    point = source.resolve().parents[2]
-    if (point.parent / SWEEP_RECORD).exists() or (point.parent / SWEEP_SPEC).exists():
+    parents = source.resolve().parents
+    point = parents[2] if len(parents) > 3 else None
+    if point is not None and ((point.parent / SWEEP_RECORD).exists() or (point.parent / SWEEP_SPEC).exists()):
         base = base / point.parent.name / point.name
     return run_directory(base, profile, model, seed)
 

@@ -253,10 +253,13 @@ def _read_test_correct(path: Path, metrics: pd.DataFrame, labels: dict[str, np.n
 
 def _snapshot_epochs(path: Path, state: dict[str, Any], last_epoch: int, record: dict[str, list[str]]) -> list[int]:
     """The snapshot epochs the config lists up to ``last_epoch`` (those on disk for a config that lists none):
-    each must exist and match its checksum."""
+    each must exist and match its checksum. A run recorded before checksums (no ``checksummed`` mark) may
+    list epochs an extension never took: of its list, only the last epoch must exist."""
     listed = state.get("snapshot_epochs")
-    epochs = sorted({int(e) for e in listed if int(e) <= last_epoch} if listed
-                    else {e for e in snapshot_epochs_on_disk(path) if e <= last_epoch})
+    on_disk = {e for e in snapshot_epochs_on_disk(path) if e <= last_epoch}
+    epochs = sorted({int(e) for e in listed if int(e) <= last_epoch} if listed else on_disk)
+    if listed and not state.get(CHECKSUM_MARK) and epochs:
+        epochs = sorted((set(epochs) & on_disk) | {epochs[-1]})
     if not epochs:
         raise RunDirError(f"{path} has no activation snapshots ({SNAPSHOT_DIR}/epoch_EEEEE.npz); "
                           "the snapshot analyses need at least one")

@@ -346,8 +346,11 @@ class RunRecorder:
 
     def _check_snapshots_up_to(self, start: int) -> list[int]:
         """The recorded snapshot epochs up to ``start``: each must exist and match its checksum."""
-        recorded = self.state.get("snapshot_epochs") or snapshot_epochs_on_disk(self.run_dir)
+        on_disk = snapshot_epochs_on_disk(self.run_dir)
+        recorded = self.state.get("snapshot_epochs") or on_disk
         kept = sorted(e for e in recorded if e <= start)
+        if not self.state.get(CHECKSUM_MARK):  # recorded before checksums: its list may name untaken epochs
+            kept = sorted(set(kept) & set(on_disk))
         advice = f"Restore it from a copy, or delete {self.run_dir} to train this run again."
         missing = [e for e in kept if not snapshot_file(self.run_dir, e).exists()]
         if missing:

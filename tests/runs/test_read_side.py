@@ -93,8 +93,15 @@ def test_export_keeps_no_more_top_neurons_than_the_run_recorded(tmp_path, synthe
 def test_a_resume_on_changed_training_images_is_refused(tmp_path, synthetic_arrays, monkeypatch):
     cfg = tiny_config(epochs=6)
     interrupt_after_checkpoint(monkeypatch, cfg, tmp_path, synthetic_arrays, epoch=3)
+    import torch
+
+    from ddd_support.train.prepare import prepare_data
+
+    d = prepare_data(cfg, synthetic_arrays, torch.device("cpu"))
+    outside_probe = next(i for i in range(len(d.train_indices)) if i not in set(d.probe.index[d.probe.group < 2]))
     x_train = synthetic_arrays.x_train.copy()
-    x_train[7] = 255 - x_train[7]  # one training image replaced
+    image = d.train_indices[outside_probe]
+    x_train[image, 0, 0, 0] ^= 1  # one pixel of one training image changed by one level
     changed = CifarArrays(x_train, synthetic_arrays.y_train, synthetic_arrays.x_test, synthetic_arrays.y_test,
                           "synthetic")
     run_dir = tmp_path / "test" / "mlp3" / "seed0"
