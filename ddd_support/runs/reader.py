@@ -26,7 +26,7 @@ from ddd_support.errors import RunDirError
 from ddd_support.files import read_json
 from ddd_support.runs.recorder import LOCK_FILE, snapshot_epochs_on_disk, snapshot_file
 from ddd_support.runs.schema import (CHECKSUM_MARK, CONFIG_FILE, LABELS_FILE, METRICS_FILE, PROBE_FILE,
-                                     READABLE_SCHEMAS, SNAPSHOT_DIR, TEST_CORRECT_FILE, epoch_ranges, read_metrics,
+                                     READABLE_SCHEMAS, SNAPSHOT_DIR, epoch_ranges, read_metrics,
                                      read_npz, read_test_correct, read_verified, recorded_checksums, snapshot_name,
                                      verify_checksum)
 
