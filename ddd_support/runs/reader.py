@@ -260,10 +260,10 @@ def _snapshot_epochs(path: Path, state: dict[str, Any], last_epoch: int, record:
     epochs = sorted({int(e) for e in listed if int(e) <= last_epoch} if listed else on_disk)
     if listed and not state.get(CHECKSUM_MARK) and epochs:
         epochs = sorted((set(epochs) & on_disk) | {epochs[-1]})
-    if not epochs:
+    missing = [e for e in epochs if not snapshot_file(path, e).exists()]
+    if not epochs or missing == epochs:
         raise RunDirError(f"{path} has no activation snapshots ({SNAPSHOT_DIR}/epoch_EEEEE.npz); "
                           "the snapshot analyses need at least one")
-    missing = [e for e in epochs if not snapshot_file(path, e).exists()]
     if missing:
         raise RunDirError(f"{path} lacks the snapshot(s) of epoch(s) {epoch_ranges(missing)} that its config.json "
                           f"lists. {READ_ADVICE}")

@@ -229,8 +229,9 @@ def read_metrics(run_dir: str | os.PathLike, advice: str, last_epoch: int | None
         metrics = pd.read_csv(io.BytesIO(payload))
     except ValueError as exc:  # ParserError, EmptyDataError, UnicodeDecodeError
         raise RunDirError(f"cannot read {path}: {exc}. {advice}") from None
+    metrics = check_metrics(metrics, path, advice, last_epoch)
     verify_checksum(Path(run_dir), METRICS_FILE, advice, payload, record)
-    return check_metrics(metrics, path, advice, last_epoch)
+    return metrics
 
 
 def check_metrics(metrics: pd.DataFrame, path: Path, advice: str, last_epoch: int | None = None) -> pd.DataFrame:
