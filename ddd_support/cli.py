@@ -129,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--top-k", type=int, default=2, help="top neurons kept per layer (default 2)")
     ex.add_argument("--no-ablation", action="store_true",
                     help="do not compute the ablation (it needs the checkpoint and the data set)")
+    ex.add_argument("--replace", action="store_true",
+                    help="replace whole a destination run of another configuration, or a trained run, instead of "
+                         "refusing to export over it")
     return parser
 
 
@@ -149,6 +152,13 @@ def main(argv: list[str] | None = None) -> int:
     except (DDDError, OSError) as exc:
         log.error("%s", exc, exc_info=verbosity > 1)
         return EXIT_FAILURE
+    except (MemoryError, RuntimeError) as exc:
+        if not _out_of_memory(exc):
+            raise
+        log.error("out of memory (%s): lower base_width, hidden_widths, batch_size or eval_batch_size, or use a "
+                  "machine with more memory", str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                  exc_info=verbosity > 1)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         resume = ("; the same command resumes from the last checkpoint" if args.command in ("train", "sweep")
                   else "")
@@ -156,6 +166,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     log.debug("%s finished in %.1f s", args.command, time.perf_counter() - t0)
     return code
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """True for a failed allocation: MemoryError, or torch's CPU or GPU out-of-memory RuntimeError."""
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or "out of memory" in text or "can't allocate memory" in text
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -226,17 +242,28 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from ddd_support.book.reference import export_reference, write_reference_index
+    from ddd_support.book.reference import check_export_options, export_reference, export_target, write_reference_index
+    from ddd_support.runs.reader import load_run
 
+    check_export_options(args.max_snapshots, args.top_k)
+    run_dirs = list(dict.fromkeys(Path(r) for r in args.run_dirs))
+    targets: dict[Path, Path] = {}
+    for run_dir in run_dirs:  # every run checked, and every destination known, before anything is written
+        load_run(run_dir)
+        target = export_target(run_dir, args.dest)
+        if target in targets:
+            raise DDDError(f"{targets[target]} and {run_dir} would both be exported to {target} (same profile, model "
+                           "and seed): export them to different --dest folders")
+        targets[target] = run_dir
     arrays = None
-    for run_dir in args.run_dirs:
-        if arrays is None and not args.no_ablation and (Path(run_dir) / CHECKPOINT_INDEX).exists():
-            cfg = TrainConfig.from_dict(read_json(Path(run_dir) / "config.json")["config"])
+    for run_dir in run_dirs:
+        if arrays is None and not args.no_ablation and (run_dir / CHECKPOINT_INDEX).exists():
+            cfg = TrainConfig.from_dict(read_json(run_dir / "config.json")["config"])
             log.info("export-reference: loading CIFAR-10 for the ablation")
             arrays = load_cifar10(cfg.data_root, cfg.data_source, progress=False)
         log.info("export-reference: %s", run_dir)
         print(export_reference(run_dir, args.dest, args.max_snapshots, args.top_k, arrays,
-                               ablation=not args.no_ablation), flush=True)
+                               ablation=not args.no_ablation, replace=args.replace), flush=True)
     print(write_reference_index(args.dest), flush=True)
     return EXIT_OK
 

@@ -35,6 +35,13 @@ LATER_KEYS_DEFAULTS: dict[str, Any] = {"lr_schedule": "constant"}
 RUN_KEYS: dict[str, str] = {"profile": "--profile", "model": "--model", "seed": "--seed"}
 #: Devices a config may name: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps.
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+#: Seeds are below 2**32: numpy's seeding takes them, and derived seeds (``order_seed`` x 1,000,003
+#: + epoch) stay within torch's 64-bit generator seeds.
+MAX_SEED = 2**32 - 1
+#: The most weights a model may have (2**31: 8 GiB of float32 weights, three times that with Adam's state).
+MAX_PARAMETERS = 2**31
+#: Pixels of one CIFAR-10 image (the input width of every model).
+INPUT_SIZE = 32 * 32 * 3
 
 
 def model_widths(model: str, base_width: int, hidden_widths: tuple[int, ...] | list[int] | None = None
@@ -128,6 +135,8 @@ def validate(cfg: TrainConfig) -> None:
         value = getattr(cfg, name)
         if value is not None and value < 0:
             raise ConfigError(f"{name} must be a non-negative integer, got {value}")
+        if value is not None and value > MAX_SEED:
+            raise ConfigError(f"{name} must be at most {MAX_SEED} (2**32 - 1), got {value}")
     if cfg.threads is not None and cfg.threads < 1:
         raise ConfigError(f"threads must be at least 1 (or None: torch's default), got {cfg.threads}")
     if not isinstance(cfg.device, str) or not DEVICE_PATTERN.fullmatch(cfg.device):
@@ -140,8 +149,15 @@ def validate(cfg: TrainConfig) -> None:
             raise ConfigError(f"{name} must be at least 10 (one image per class) or None, got {value}")
     if cfg.hidden_widths is not None and (len(cfg.hidden_widths) == 0 or min(cfg.hidden_widths) < 1):
         raise ConfigError(f"hidden_widths must be a non-empty list of positive ints, got {cfg.hidden_widths}")
-    if not (cfg.lr > 0):
-        raise ConfigError(f"lr must be positive, got {cfg.lr}")
+    if not (0 < cfg.lr < math.inf):
+        raise ConfigError(f"lr must be a positive finite number, got {cfg.lr}")
+    if not (0 <= cfg.weight_decay < math.inf):
+        raise ConfigError(f"weight_decay must be a finite number >= 0, got {cfg.weight_decay}")
+    widths = model_widths(cfg.model, cfg.base_width, cfg.hidden_widths)
+    n_params = sum(a * b + b for a, b in zip((INPUT_SIZE, *widths), (*widths, 10)))
+    if n_params > MAX_PARAMETERS:
+        raise ConfigError(f"{cfg.model} with widths {list(widths)} has {n_params:.3g} weights, more than the "
+                          f"{MAX_PARAMETERS:.3g} this package trains; use a smaller base_width or hidden_widths")
     if cfg.lr_schedule not in LR_SCHEDULES:
         raise ConfigError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}; got {cfg.lr_schedule!r}")
     if cfg.precision not in ("fp32", "tf32", "bf16"):

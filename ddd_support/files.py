@@ -61,8 +61,25 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
+def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
+    """Atomically write ``payload`` (whose digest a caller may have recorded first)."""
+    atomic_write(path, lambda f: f.write(payload))
+
+
+def json_bytes(obj: Any) -> bytes:
+    """The bytes ``atomic_write_json`` writes for ``obj``."""
+    return (json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n").encode()
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    atomic_write_bytes(path, json_bytes(obj))
+
+
+def npz_bytes(compress: bool = True, **arrays: np.ndarray) -> bytes:
+    """The bytes of an ``.npz`` archive of ``arrays`` (compressed unless ``compress=False``)."""
+    buffer = io.BytesIO()
+    (np.savez_compressed if compress else np.savez)(buffer, **arrays)
+    return buffer.getvalue()
 
 
 def atomic_savez(path: str | os.PathLike, compress: bool = True, **arrays: np.ndarray) -> None:

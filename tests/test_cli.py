@@ -151,3 +151,47 @@ def test_batched_seeds_flag_gives_the_same_metrics_as_separate_runs(image_root, 
         b = pd.read_csv(tmp_path / "bat" / "smoke" / "mlp3" / f"seed{seed}" / "metrics.csv")
         cols = [c for c in a.columns if not c.endswith("_seconds")]
         pd.testing.assert_frame_equal(a[cols], b[cols], check_exact=True)
+
+
+# --------------------------------------------------------------------------- bad input: one line, documented exit code
+BAD_INPUT = [
+    (["train", "--seed", "99999999999999999999"], 2, "seed must be at most 4294967295"),
+    (["train", "--seed", "100000000000000"], 2, "seed must be at most 4294967295"),
+    (["train", "--set", "weight_decay=-1"], 2, "weight_decay must be a finite number >= 0"),
+    (["train", "--set", "weight_decay=nan"], 2, "weight_decay must be a finite number >= 0, got nan"),
+    (["train", "--set", "lr=inf"], 2, "lr must be a positive finite number"),
+    (["train", "--set", "base_width=100000000"], 2, "weights, more than the"),
+    (["train", "--set", "noise_rate=1"], 2, "noise_rate must be in [0, 1)"),
+    (["export-reference", "RUN", "--dest", "REF", "--max-snapshots", "-1"], 2, "--max-snapshots must be at least 2"),
+    (["export-reference", "RUN", "--dest", "REF", "--max-snapshots", "0"], 2, "--max-snapshots must be at least 2"),
+    (["export-reference", "RUN", "--dest", "REF", "--top-k", "0"], 2, "--top-k must be at least 1"),
+    (["export-reference", "RUN", "--dest", "REF", "--top-k", "-3"], 2, "--top-k must be at least 1"),
+    (["export-reference", "RUN", "--dest", "REF"], 1, "is not a directory"),
+    (["analyze", "RUN"], 1, "is not a directory"),
+    (["sweep", "SPEC"], 2, "is not valid YAML at line 3, column 1: expected"),
+]
+
+
+@pytest.mark.parametrize("argv, code, message", BAD_INPUT, ids=["_".join(argv) for argv, _, _ in BAD_INPUT])
+def test_bad_input_is_one_error_line_with_the_documented_exit_code(argv, code, message, tmp_path, monkeypatch,
+                                                                   capsys):
+    monkeypatch.setenv("DDD_DATA_ROOT", str(tmp_path / "no-data"))
+    (tmp_path / "spec.yaml").write_text("name: bad\ngrid: [noise_rate: 0.1\n")
+    names = {"RUN": str(tmp_path / "runs" / "absent"), "REF": str(tmp_path / "ref"), "SPEC": str(tmp_path / "spec.yaml")}
+    argv = [names.get(a, a) for a in argv]
+    assert main(["-q", *argv, "--out", str(tmp_path / "runs")] if argv[0] == "train" else ["-q", *argv]) == code
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "ref").exists(), "nothing written"
+
+
+def test_running_out_of_memory_is_one_error_line(monkeypatch, capsys):
+    def allocate(args):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:116] . DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 1228800000000 bytes.\nmore detail")
+
+    monkeypatch.setattr(cli, "_train", allocate)
+    assert main(["-q", "train"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: out of memory") and "lower base_width" in err and len(err.strip().splitlines()) == 1

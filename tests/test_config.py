@@ -88,3 +88,21 @@ def test_keys_that_name_the_run_are_refused_as_overrides(key, option):
     with pytest.raises(ConfigError, match=f"{key} is set with {option}, not --set"):
         parse_overrides([f"{key}=3"])
     assert key in parse_overrides([f"{key}=3"], allow_run_keys=True)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"seed": 2**32}, "seed must be at most 4294967295"),
+    ({"noise_seed": 10**14}, "noise_seed must be at most"),
+    ({"weight_decay": -1.0}, "weight_decay must be a finite number >= 0"),
+    ({"weight_decay": float("nan")}, "weight_decay must be a finite number >= 0"),
+    ({"lr": float("nan")}, "lr must be a positive finite number"),
+    ({"base_width": 10**8}, "weights, more than the"),
+    ({"hidden_widths": (10**6, 10**6)}, "weights, more than the"),
+])
+def test_values_that_would_fail_later_are_refused_with_the_key(values, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**values)
+
+
+def test_the_largest_profile_models_are_within_the_size_limit():
+    assert TrainConfig(model="mlp7", base_width=2048, seed=2**32 - 1).widths == (8192,) * 6

@@ -75,7 +75,11 @@ def layer_separation(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def separation_summary(layer_table: pd.DataFrame) -> pd.DataFrame:
-    """Per layer: cosine at the first and the last snapshot and the change between them."""
+    """Per layer: cosine at the first and the last snapshot and the change between them (no rows when no
+    cosine could be computed: a run without noisy or without clean images)."""
+    layer_table = layer_table.dropna(subset=["cosine"])
+    if layer_table.empty:
+        return pd.DataFrame(columns=["layer", "first_epoch", "first", "last_epoch", "last", "change"])
     first, last = layer_table["epoch"].min(), layer_table["epoch"].max()
     pivot = layer_table.pivot(index="layer", columns="epoch", values="cosine")
     out = pd.DataFrame({"first_epoch": first, "first": pivot[first],
@@ -129,8 +133,9 @@ def class_cosines(snapshot: dict[str, np.ndarray], layer: int, exclude_top: int 
     k = len(a)
     pair = np.array([[cosine_similarity(a[i], a[j]) for j in range(k)] for i in range(k)])
     np.fill_diagonal(pair, np.nan)
+    counts = np.sum(~np.isnan(pair), axis=1)  # a class without clean images has no cosine: NaN, not a warning
     with np.errstate(invalid="ignore"):
-        between = np.nanmean(pair, axis=1) if k > 1 else np.full(k, np.nan)
+        between = np.where(counts > 0, np.nansum(pair, axis=1) / np.maximum(counts, 1), np.nan)
     nan = np.full(k, np.nan)
     clean_noisy = np.atleast_1d(cosine_similarity(a, n))
     split_half = nan if b is None else np.atleast_1d(cosine_similarity(a, b))

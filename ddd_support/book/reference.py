@@ -7,9 +7,14 @@ A reference run keeps the run-directory layout (so ``analysis.load_run`` reads i
 thinned evenly in log-epoch, whose arrays are stored in float16 with only the class means the
 separation index needs (``KEPT_MEANS``), the activations of the top ``top_k`` neurons, the
 per-image statistics, and the random control neurons' activations in the last snapshot only.
-No checkpoints: the ablation, which needs the weights, is computed at export time and kept as
-``ablation.csv`` with each row's per-image test correctness (``ablation_test_correct.npz``).
-Only complete runs are exported.
+No checkpoints: the ablation, which needs the weights, is computed at export time from the final
+checkpoint and kept as ``ablation.csv`` with each row's per-image test correctness
+(``ablation_test_correct.npz``). Only complete runs that read as a whole (``load_run``) are
+exported. A copy goes to ``DEST/<profile>/<model>/seed<seed>``, a sweep point's to
+``DEST/<sweep>/<point>/<profile>/<model>/seed<seed>``; it is built in a hidden folder beside its
+place and moved there whole, replacing an earlier copy of the same run, never merging with it; a
+destination that holds another configuration's copy or a trained run is refused (``replace``
+replaces it whole).
 
 A reference root (``reference/`` in the project) also holds ``reference.json``, an index of
 its runs with the command that produced them, and ``<profile>/tables/*.csv``, the summary
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,11 +36,18 @@ import pandas as pd
 if TYPE_CHECKING:
     from ddd_support.data.cifar import CifarArrays
 
-from ddd_support.errors import RunDirError
-from ddd_support.files import atomic_savez, atomic_write_json, file_sha256, now_iso, read_json
-from ddd_support.runs.checkpoints import CHECKPOINT_INDEX
-from ddd_support.runs.schema import (METRICS_FILE, TEST_CORRECT_FILE, config_differences, read_metrics, read_npz, read_test_correct, run_directory, write_checksums)
-from ddd_support.runs.recorder import snapshot_epochs_on_disk, snapshot_file
+from ddd_support.config import RESUME_INSENSITIVE_KEYS
+from ddd_support.errors import ConfigError, RunDirError
+from ddd_support.files import atomic_write_bytes, atomic_write_json, file_sha256, now_iso, npz_bytes, read_json
+from ddd_support.runs.checkpoints import CHECKPOINT_INDEX, require_checkpoint
+from ddd_support.runs.reader import READ_ADVICE
+from ddd_support.runs.recorder import snapshot_file
+from ddd_support.runs.schema import (CHECKSUM_MARK, CONFIG_FILE, LABELS_FILE, METRICS_FILE, PROBE_FILE,
+                                     TEST_CORRECT_FILE, config_differences, run_directory, write_checksums)
+from ddd_support.sweeps.results import RECORD as SWEEP_RECORD
+
+#: The spec file a sweep's folder holds.
+SWEEP_SPEC = "spec.yaml"
 
 #: Folder of the reference's sweeps (``sweep --export reference/sweeps``).
 SWEEPS_DIR = "sweeps"
@@ -88,49 +101,122 @@ def compact_snapshot(snapshot: dict[str, np.ndarray], top_k: int, last: bool = T
     return out
 
 
-def export_reference(run_dir: str | os.PathLike, dest: str | os.PathLike, max_snapshots: int = 12,
-                     top_k: int = 2, cifar: "CifarArrays | None" = None, ablation: bool = True) -> Path:
-    """Write the compact copy of a complete run under ``dest``; returns its directory.
+def check_export_options(max_snapshots: int, top_k: int) -> None:
+    """A ConfigError for a snapshot count below 2 (the first and last are always kept) or a top_k below 1."""
+    if max_snapshots < 2:
+        raise ConfigError(f"--max-snapshots must be at least 2 (the first and the last snapshot are always kept), "
+                          f"got {max_snapshots}")
+    if top_k < 1:
+        raise ConfigError(f"--top-k must be at least 1, got {top_k}")
 
-    If ``ablation`` and the run has a checkpoint, the ablation of its largest layer's top neuron
-    (zero, five random neurons as control) is computed from it and stored as ``ablation.csv``; ``cifar``
+
+def export_target(run_dir: str | os.PathLike, dest: str | os.PathLike, config: dict | None = None) -> Path:
+    """Where the copy of ``run_dir`` goes: ``DEST/<profile>/<model>/seed<seed>``, or for a point of a sweep
+    (``OUT/NAME/POINT/<profile>/<model>/seed<seed>``) ``DEST/NAME/POINT/<profile>/<model>/seed<seed>``, so
+    that the points of a sweep, which share profile, model and seed, keep apart."""
+    source = Path(run_dir)
+    cfg = config if config is not None else read_json(source / CONFIG_FILE).get("config", {})
+    try:
+        profile, model, seed = str(cfg["profile"]), str(cfg["model"]), int(cfg["seed"])
+    except (KeyError, TypeError, ValueError):
+        raise RunDirError(f"{source / CONFIG_FILE} does not name the run's profile, model and seed. "
+                          f"{READ_ADVICE}") from None
+    base = Path(dest)
+    parents = source.resolve().parents
+    point = parents[2] if len(parents) > 3 else None
+    if point is not None and ((point.parent / SWEEP_RECORD).exists() or (point.parent / SWEEP_SPEC).exists()):
+        base = base / point.parent.name / point.name
+    return run_directory(base, profile, model, seed)
+
+
+def export_reference(run_dir: str | os.PathLike, dest: str | os.PathLike, max_snapshots: int = 12,
+                     top_k: int = 2, cifar: "CifarArrays | None" = None, ablation: bool = True,
+                     replace: bool = False) -> Path:
+    """Write the compact copy of a complete run under ``dest`` (``export_target``); returns its directory.
+
+    The run is validated as a whole first (``load_run``). The copy is built beside its place and then
+    moved there, replacing a copy of the same run whole; a destination that holds another run, or a
+    trained run, is refused unless ``replace``. If ``ablation`` and the run has a checkpoint, the
+    ablation of its largest layer's top neuron (zero, five random neurons as control) is computed from
+    its final checkpoint (a missing or damaged one is an error) and stored as ``ablation.csv``; ``cifar``
     (the data set, as ``load_cifar10`` returns it) saves loading it once per run.
     """
+    from ddd_support.runs.reader import load_run
+
+    check_export_options(max_snapshots, top_k)
     source = Path(run_dir)
-    state = read_json(source / "config.json")
-    if state.get("status") != "complete":
+    state = read_json(source / CONFIG_FILE)
+    if state.get("status") not in ("complete", "diverged"):
         raise RunDirError(f"{source} is not complete (status {state.get('status')!r}); finish it with "
                           "`python -m ddd_support train ...` before exporting it")
-    cfg = state["config"]
-    advice = f"Restore it, or train {source} again, before exporting it."
-    read_metrics(source, advice)  # checked against its checksum: a changed file is not exported
-    read_test_correct(source, advice=advice)
-    target = run_directory(dest, cfg["profile"], cfg["model"], cfg["seed"])
-    (target / "snapshots").mkdir(parents=True, exist_ok=True)
-    for name in (METRICS_FILE, "labels.npz", "probe.npz", TEST_CORRECT_FILE):
-        if (source / name).exists():
-            shutil.copyfile(source / name, target / name)
-    write_checksums(target, {name: [file_sha256(target / name)] for name in (METRICS_FILE, TEST_CORRECT_FILE)
-                             if (target / name).exists()})
-    available = snapshot_epochs_on_disk(source)
-    kept = thin_epochs(available, max_snapshots)
-    for epoch in kept:
-        arrays = compact_snapshot(read_npz(snapshot_file(source, epoch), advice), top_k, last=epoch == kept[-1])
-        atomic_savez(snapshot_file(target, epoch), **arrays)
-    state["snapshot_epochs"] = kept
-    state["reference"] = {"exported_from_snapshots": available, "top_k": top_k,
-                          "class_means_kept": [k for k in KEPT_MEANS + SCHEMA1_MEANS
-                                               if f"l1_{k}" in arrays],
-                          "random_neurons": "last snapshot only", "float16": list(HALF_PRECISION_KEYS),
-                          "checkpoints": "not included", "exported": now_iso()}
-    atomic_write_json(target / "config.json", state)  # the ablation below loads the copy
-    if ablation and (source / CHECKPOINT_INDEX).exists():
-        state["reference"]["ablation"] = _store_ablation(source, target, cifar)
-    else:
-        state["reference"]["ablation"] = ("not computed: " + ("not asked for" if not ablation
+    run = load_run(source)  # validated as a whole: a changed, missing or diverged file is not exported
+    state = run.state
+    recorded_k = int(run.config.get("top_k", top_k))
+    if top_k > recorded_k:
+        raise ConfigError(f"--top-k {top_k} is more than the {recorded_k} top neurons {source} recorded per layer; "
+                          f"use --top-k {recorded_k} or less")
+    target = export_target(source, dest, run.config)
+    check_destination(target, run.config, replace)
+    with_ablation = ablation and (source / CHECKPOINT_INDEX).exists()
+    if with_ablation:
+        require_checkpoint(source, int(state["epochs_done"]),
+                           "The ablation needs the final weights: restore the file, or export with --no-ablation.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    build = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".export"))
+    try:
+        for name in (METRICS_FILE, LABELS_FILE, PROBE_FILE, TEST_CORRECT_FILE):
+            if (source / name).exists():
+                shutil.copyfile(source / name, build / name)
+        kept = thin_epochs(run.snapshot_epochs, max_snapshots)
+        for epoch in kept:
+            arrays = compact_snapshot(run.snapshot(epoch), top_k, last=epoch == kept[-1])
+            atomic_write_bytes(snapshot_file(build, epoch), npz_bytes(**arrays))
+        state = {**state, "snapshot_epochs": kept, CHECKSUM_MARK: True}
+        state["reference"] = {"exported_from_snapshots": run.snapshot_epochs, "top_k": top_k,
+                              "class_means_kept": [k for k in KEPT_MEANS + SCHEMA1_MEANS if f"l1_{k}" in arrays],
+                              "random_neurons": "last snapshot only", "float16": list(HALF_PRECISION_KEYS),
+                              "checkpoints": "not included", "exported": now_iso()}
+        state["reference"]["ablation"] = (_store_ablation(source, build, cifar) if with_ablation else
+                                          "not computed: " + ("not asked for" if not ablation
                                                               else "the run has no checkpoint"))
-    atomic_write_json(target / "config.json", state)
+        atomic_write_json(build / CONFIG_FILE, state)
+        write_checksums(build, {f.relative_to(build).as_posix(): [file_sha256(f)]
+                                for f in sorted(build.rglob("*")) if f.is_file()})
+        _move_into_place(build, target)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
     return target
+
+
+def check_destination(target: Path, config: dict, replace: bool = False) -> None:
+    """Refuse to export over anything but an earlier copy of the same run (unless ``replace``)."""
+    if replace or not target.exists():
+        return
+    remedy = "Export to another --dest, or pass --replace to replace it whole"
+    if not (target / CONFIG_FILE).exists():
+        if any(target.iterdir()):
+            raise RunDirError(f"{target} exists and is not a reference copy. {remedy}.")
+        return
+    existing = read_json(target / CONFIG_FILE)
+    if "reference" not in existing:
+        raise RunDirError(f"{target} holds a trained run, not a reference copy: exporting into it would mix two "
+                          f"runs. {remedy} (its checkpoints and snapshots are then deleted).")
+    diff = config_differences(existing.get("config", {}), config, RESUME_INSENSITIVE_KEYS)
+    if diff:
+        listed = "; ".join(f"{k}: there {a!r}, exported {b!r}" for k, (a, b) in diff.items())
+        raise RunDirError(f"{target} holds the reference copy of another configuration ({listed}). {remedy}.")
+
+
+def _move_into_place(build: Path, target: Path) -> None:
+    """Replace ``target`` (if any) by the folder ``build``, whole."""
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".replaced"))
+        os.replace(target, old / target.name)
+    os.replace(build, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _store_ablation(source: Path, target: Path, cifar: "CifarArrays | None") -> dict:
@@ -161,8 +247,9 @@ def write_reference_index(dest: str | os.PathLike) -> Path:
     if not runs:
         raise RunDirError(f"no runs under {dest}; export some first")
     index: dict = {"written": now_iso(), "profiles": {}}
-    for profile in sorted({r.profile for r in runs}):
-        group = [r for r in runs if r.profile == profile]
+    folder_of = {id(r): r.path.relative_to(dest).parent.parent.as_posix() for r in runs}
+    for profile in sorted(set(folder_of.values())):  # a profile, or SWEEP/POINT/profile for a sweep's point
+        group = [r for r in runs if folder_of[id(r)] == profile]
         seeds = sorted({r.seed for r in group})
         models = [m for m in dict.fromkeys(r.model for r in group)]
         write_summary_tables(group, dest / profile / "tables")

@@ -140,7 +140,10 @@ def _cached(path: Path, source: str, read: Callable[[], CifarArrays]) -> CifarAr
         file.parent.mkdir(parents=True, exist_ok=True)
         lock = FileLock(f"{file}.lock")
         lock.acquire()
-    except OSError as exc:
+    except OSError as exc:  # a read-only cache folder: its valid cache is still used
+        arrays = _read_cache(file, fingerprint, source, remove_damaged=False)
+        if arrays is not None:
+            return arrays
         warnings.warn(f"cannot use the data cache folder {file.parent} ({exc}); decoding the images "
                       f"without a cache (set {CACHE_DIR_ENV} to a writable folder to keep them)")
         return read()
@@ -163,8 +166,9 @@ def _cached(path: Path, source: str, read: Callable[[], CifarArrays]) -> CifarAr
         lock.release()
 
 
-def _read_cache(file: Path, fingerprint: str, source: str) -> CifarArrays | None:
-    """The cached arrays if ``file`` holds them for ``fingerprint``; None (and a damaged file removed) if not."""
+def _read_cache(file: Path, fingerprint: str, source: str, remove_damaged: bool = True) -> CifarArrays | None:
+    """The cached arrays if ``file`` holds them for ``fingerprint``; None (and a damaged file removed, if
+    ``remove_damaged``) if not."""
     if not file.exists():
         return None
     try:
@@ -174,7 +178,8 @@ def _read_cache(file: Path, fingerprint: str, source: str) -> CifarArrays | None
                 return None
             return CifarArrays(z["x_train"], z["y_train"], z["x_test"], z["y_test"], source)
     except Exception:  # a damaged cache is rebuilt, never trusted
-        file.unlink(missing_ok=True)
+        if remove_damaged:
+            file.unlink(missing_ok=True)
         return None
 
 

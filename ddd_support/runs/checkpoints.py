@@ -44,10 +44,24 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any], epoch: int) -> None:
     entries = read_json(index_path).get("checkpoints", []) if index_path.exists() else []
     entries = [e for e in entries if e["epoch"] < epoch]
     entries.append({"epoch": epoch, "file": name, "sha256": hashlib.sha256(payload).hexdigest()})
-    kept, dropped = entries[-KEEP_CHECKPOINTS:], entries[:-KEEP_CHECKPOINTS]
+    kept = entries[-KEEP_CHECKPOINTS:]
     atomic_write_json(index_path, {"checkpoints": kept})
-    for entry in dropped:
-        (run_dir / entry["file"]).unlink(missing_ok=True)
+    listed = {entry["file"] for entry in kept}
+    for path in run_dir.glob("checkpoint_e*.pt"):  # the dropped ones, and any a kill left behind
+        if path.name not in listed:
+            path.unlink(missing_ok=True)
+
+
+def require_checkpoint(run_dir: Path, epoch: int, advice: str) -> None:
+    """A CheckpointError unless the index lists an intact checkpoint of ``epoch`` (checked by its SHA-256)."""
+    index_path = Path(run_dir) / CHECKPOINT_INDEX
+    entries = read_json(index_path).get("checkpoints", []) if index_path.exists() else []
+    entry = next((e for e in entries if e.get("epoch") == epoch), None)
+    path = Path(run_dir) / checkpoint_name(epoch)
+    if entry is None or not path.exists():
+        raise CheckpointError(f"{run_dir} has no checkpoint of its last epoch {epoch} ({path.name}). {advice}")
+    if hashlib.sha256(path.read_bytes()).hexdigest() != entry.get("sha256"):
+        raise CheckpointError(f"{path} is damaged (its SHA-256 is not the one {CHECKPOINT_INDEX} recorded). {advice}")
 
 
 def load_checkpoint(run_dir: Path, map_location: str = "cpu") -> dict[str, Any] | None:

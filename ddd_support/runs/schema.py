@@ -11,10 +11,14 @@ per-image and random-neuron probe arrays, and its class means are over the probe
     data source, start and end time, ``train_seconds_total`` and ``eval_seconds_total``; the
     device, threads and torch version are those the run started with, and ``resumes`` lists
     each later continuation with its own);
-    ``status`` (``running`` or ``complete``); ``epochs_done`` (set when the run completes;
-    while it runs, ``metrics.csv`` tells how far it got); ``snapshot_epochs`` (the schedule,
-    plus any earlier final epoch of a run that was extended); ``normalization`` (per-channel
-    ``mean`` and ``std``).
+    ``status`` (``running``, ``complete``, or ``diverged``, with a ``diverged`` entry: the
+    ``epoch`` whose training loss exploded and the ``reason``); ``epochs_done`` (set when the
+    run completes; while it runs, ``metrics.csv`` tells how far it got); ``snapshot_epochs``
+    (the schedule, plus any earlier final epoch of a run that was extended: every one up to
+    the last recorded epoch must exist); ``normalization`` (per-channel ``mean`` and ``std``
+    of the run's training images on the [0, 1] scale: a fingerprint of its pixel data, compared
+    on resume, so a run never continues on other images); ``checksummed`` (true: the run records
+    every file's digest in ``checksums.json``, which must then be present).
 ``metrics.csv``
     One row per epoch from 0 (the initialised model, before any step) to ``epochs_done``.
     Columns: ``epoch``; for each split S in ``clean``, ``noisy``, ``noisy_true``, ``test``
@@ -66,14 +70,18 @@ per-image and random-neuron probe arrays, and its class means are over the probe
     A missing or unreadable ``checkpoint.json`` is rebuilt from the checkpoint files that pass
     their own zip CRC-32 checks and load.
 ``checksums.json``
-    The SHA-256 of ``metrics.csv`` and of ``test_correct.npz``: for each file a list of the
-    digest of its newest version and, while it is being replaced, of the version before. It is
-    written before the two files, so an interrupted write leaves each file matching one listed
-    digest; a file that matches none was changed after training and is refused on resume and
-    when read. Run directories without it (older ones, the committed reference) are checked
-    for structure only: ``metrics.csv`` holds every column, epochs 0, 1, 2... in order, and a
-    number in every cell (``train_loss`` may be empty at epoch 0, the ``noisy`` and
-    ``noisy_true`` columns in every row when no label was replaced).
+    The SHA-256 of every file the run wrote (``config.json``, ``metrics.csv``,
+    ``test_correct.npz``, ``labels.npz``, ``probe.npz``, ``snapshots/epoch_EEEEE.npz``; in a
+    reference copy also its ablation files), keyed by the path inside the run directory: for
+    each file a list of the digest of its newest version and, while it is being replaced, of
+    the version before. It is written before the files, so an interrupted write leaves each
+    file matching one listed digest; a file that matches none was changed after training and
+    is refused on resume and when read. A run marked ``checksummed`` without it is refused.
+    Run directories without it (older ones, the committed reference) are checked for structure
+    only: ``metrics.csv`` holds every column, epochs 0, 1, 2... in order, and a number in every
+    cell (``train_loss`` may be empty at epoch 0; the ``clean``, ``noisy`` and ``noisy_true``
+    columns in every row when the split has no image), and the snapshots hold the widths the
+    config names.
 ``.lock``
     Held (``filelock``) by the process that trains the run, from opening the directory to the
     end of the run or its failure; another process waits for it (``DDD_LOCK_TIMEOUT`` seconds
@@ -107,15 +115,20 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "train_loss", "train_seconds", "eval_seconds",
 )
 TIMING_COLUMNS: tuple[str, ...] = ("train_seconds", "eval_seconds")
-#: Columns that are empty (NaN) in every row when the split has no sample (no label replaced).
-EMPTY_SPLIT_COLUMNS: tuple[str, ...] = tuple(f"{s}_{m}" for s in ("noisy", "noisy_true") for m in ("loss", "acc"))
+#: Columns that are empty (NaN) in every row when the split has no sample (no label replaced, or
+#: every label replaced).
+EMPTY_SPLIT_COLUMNS: tuple[str, ...] = tuple(f"{s}_{m}" for s in ("clean", "noisy", "noisy_true")
+                                             for m in ("loss", "acc"))
 METRICS_FILE = "metrics.csv"
 CHECKSUM_FILE = "checksums.json"
+CONFIG_FILE = "config.json"
+LABELS_FILE = "labels.npz"
+PROBE_FILE = "probe.npz"
+SNAPSHOT_DIR = "snapshots"
+#: ``config.json`` key (true) of a run that records every file's digests in ``checksums.json``.
+CHECKSUM_MARK = "checksummed"
 #: The names ``atomic_write`` gives its temp files: ``.NAME.<random>.tmp`` beside NAME.
 TEMP_GLOB = ".*.tmp"
-
-
-# --------------------------------------------------------------------------- atomic writes
 
 
 
@@ -129,46 +142,67 @@ TEMP_GLOB = ".*.tmp"
 
 
 # --------------------------------------------------------------------------- checksums
-
-
-
-
 def write_checksums(run_dir: Path, digests: dict[str, list[str]]) -> None:
     """Atomically record, per file name, the digests a file may have (newest first)."""
     atomic_write_json(Path(run_dir) / CHECKSUM_FILE, {name: [d for d in ds if d] for name, ds in digests.items()})
 
 
-def recorded_checksums(run_dir: Path) -> dict[str, list[str]]:
-    """The digests of ``checksums.json`` ({} for a run directory written before it existed)."""
+def recorded_checksums(run_dir: Path, required: bool = False) -> dict[str, list[str]]:
+    """The digests of ``checksums.json``; {} for a run directory written before it existed.
+
+    ``required`` (the run's ``config.json`` carries ``CHECKSUM_MARK``): a missing file is a RunDirError,
+    not a reason to trust the files.
+    """
     path = Path(run_dir) / CHECKSUM_FILE
     if not path.exists():
+        if required:
+            raise RunDirError(f"{run_dir} has no {CHECKSUM_FILE}, though it was recorded with one: its files "
+                              "cannot be checked, so they are not used. Restore the file from a copy, or delete "
+                              "the run directory and train the run again.")
         return {}
     record = read_json(path)
-    if not all(isinstance(v, list) for v in record.values()):
-        raise RunDirError(f"{path} is not a checksum record; delete it to check the files for structure only")
+    if not isinstance(record, dict) or not all(isinstance(v, list) for v in record.values()):
+        raise RunDirError(f"{path} is not a checksum record. Restore it from a copy, or delete the run directory "
+                          "and train the run again.")
     return record
 
 
-def verify_checksum(run_dir: Path, name: str, advice: str, payload: bytes | None = None) -> None:
-    """Raise RunDirError if ``run_dir/name`` matches none of its recorded digests (none recorded: pass)."""
-    allowed = recorded_checksums(run_dir).get(name)
+def verify_checksum(run_dir: Path, name: str, advice: str, payload: bytes | None = None,
+                    record: dict[str, list[str]] | None = None) -> None:
+    """Raise RunDirError if ``run_dir/name`` (or ``payload``, its bytes) matches none of its recorded
+    digests (in ``record``, else read from ``checksums.json``); none recorded: pass."""
+    allowed = (recorded_checksums(run_dir) if record is None else record).get(name)
     if not allowed:
         return
     path = Path(run_dir) / name
     digest = sha256_of(payload) if payload is not None else file_sha256(path)
+    if digest is None:
+        raise RunDirError(f"{path} is missing, though {CHECKSUM_FILE} records it. {advice}")
     if digest not in allowed:
         raise RunDirError(f"{path} does not match its SHA-256 recorded in {CHECKSUM_FILE} when it was written: "
                           f"the file was changed after training. {advice}")
 
 
+def read_verified(run_dir: Path, name: str, advice: str, record: dict[str, list[str]]) -> bytes:
+    """The bytes of ``run_dir/name``, checked against ``record``; a missing file is a RunDirError."""
+    path = Path(run_dir) / name
+    try:
+        payload = path.read_bytes()
+    except FileNotFoundError:
+        raise RunDirError(f"{path.parent} has no {path.name}. {advice}") from None
+    verify_checksum(run_dir, name, advice, payload, record)
+    return payload
+
+
 # --------------------------------------------------------------------------- npz archives
-def read_npz(path: str | os.PathLike, advice: str) -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` file; a missing or damaged one is a RunDirError ending with ``advice``."""
+def read_npz(path: str | os.PathLike, advice: str, payload: bytes | None = None) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file (or of ``payload``, its bytes); a missing or damaged one is a
+    RunDirError ending with ``advice``."""
     path = Path(path)
-    if not path.exists():
+    if payload is None and not path.exists():
         raise RunDirError(f"{path.parent} has no {path.name}. {advice}")
     try:
-        with np.load(path) as z:
+        with np.load(io.BytesIO(payload) if payload is not None else path) as z:
             return {k: z[k] for k in z.files}
     except NPZ_ERRORS as exc:
         raise RunDirError(f"cannot read {path}, it is damaged ({type(exc).__name__}: {exc}). {advice}") from None
@@ -180,9 +214,10 @@ def metrics_text(rows: Iterable[dict[str, float]]) -> str:
     return pd.DataFrame(list(rows), columns=list(METRIC_COLUMNS)).to_csv(index=False, float_format="%.17g")
 
 
-def read_metrics(run_dir: str | os.PathLike, advice: str, last_epoch: int | None = None) -> pd.DataFrame:
+def read_metrics(run_dir: str | os.PathLike, advice: str, last_epoch: int | None = None,
+                 record: dict[str, list[str]] | None = None) -> pd.DataFrame:
     """``metrics.csv`` checked for structure (``check_metrics``), then against ``checksums.json``
-    (if recorded there); sorted by epoch.
+    (``record`` if given, as read with the other files of one consistent read); sorted by epoch.
 
     ``last_epoch``: an epoch the file must reach (a complete run's ``epochs_done``). Any problem
     is a RunDirError naming the file and ending with ``advice``.
@@ -198,7 +233,7 @@ def read_metrics(run_dir: str | os.PathLike, advice: str, last_epoch: int | None
     except ValueError as exc:  # ParserError, EmptyDataError, UnicodeDecodeError
         raise RunDirError(f"cannot read {path}: {exc}. {advice}") from None
     metrics = check_metrics(metrics, path, advice, last_epoch)
-    verify_checksum(Path(run_dir), METRICS_FILE, advice, payload)
+    verify_checksum(Path(run_dir), METRICS_FILE, advice, payload, record)
     return metrics
 
 
@@ -267,16 +302,21 @@ def write_test_correct(run_dir: Path, correct: np.ndarray) -> None:
 
 
 def read_test_correct(run_dir: str | os.PathLike, n_test: int | None = None,
-                      advice: str = "Delete the run directory to train it again.") -> np.ndarray | None:
+                      advice: str = "Delete the run directory to train it again.",
+                      record: dict[str, list[str]] | None = None) -> np.ndarray | None:
     """The bool (epochs + 1, n_test) per-image test correctness of a run; None if not recorded.
 
-    Checked against ``checksums.json`` when recorded there.
+    Checked against ``checksums.json`` (``record`` if given) when recorded there.
     """
     path = Path(run_dir) / TEST_CORRECT_FILE
-    if not path.exists():
+    try:
+        payload = path.read_bytes()
+    except FileNotFoundError:
+        if (recorded_checksums(Path(run_dir)) if record is None else record).get(TEST_CORRECT_FILE):
+            raise RunDirError(f"{path} is missing, though {CHECKSUM_FILE} records it. {advice}") from None
         return None
-    verify_checksum(Path(run_dir), TEST_CORRECT_FILE, advice)
-    z = read_npz(path, advice)
+    verify_checksum(Path(run_dir), TEST_CORRECT_FILE, advice, payload, record)
+    z = read_npz(path, advice, payload)
     try:
         bits, stored_n = z["bits"], int(z["n_test"])
         correct = np.unpackbits(bits, axis=1, count=stored_n).astype(bool)
@@ -288,6 +328,11 @@ def read_test_correct(run_dir: str | os.PathLike, n_test: int | None = None,
 
 
 # --------------------------------------------------------------------------- run directories
+def snapshot_name(epoch: int) -> str:
+    """``snapshots/epoch_EEEEE.npz``: a snapshot's path inside its run directory (and its checksum name)."""
+    return f"{SNAPSHOT_DIR}/epoch_{int(epoch):05d}.npz"
+
+
 def run_directory(out: str | os.PathLike, profile: str, model: str, seed: int) -> Path:
     """Where the run of (profile, model, seed) lives under ``out``."""
     return Path(out) / profile / model / f"seed{seed}"
@@ -328,18 +373,3 @@ def _git_commit() -> str | None:
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-
-
-
-
-
-
-
-
-

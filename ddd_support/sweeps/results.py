@@ -199,6 +199,10 @@ def sweep_tables(spec: SweepSpec, out: str | Path
             continue
         if not state_is_complete(state, r.config.epochs):
             continue
+        if int(state["epochs_done"]) != r.config.epochs:  # a longer run's rows are not this spec's results
+            mismatched.append(f"{run_dir} (trained to {state['epochs_done']} epochs, the spec asks for "
+                              f"{r.config.epochs})")
+            continue
         run = load_run(run_dir)
         rows.append(run_row(r, run))
         correct[run_key(r.point, r.config.model, r.config.seed)] = run.test_correct

@@ -160,7 +160,10 @@ def load_spec(path: str | os.PathLike) -> SweepSpec:
     except FileNotFoundError:
         raise ConfigError(f"sweep spec {path} does not exist") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"sweep spec {path} is not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"sweep spec {path} is not valid YAML{where}: {what}; fix it there") from None
     return SweepSpec.from_dict(values, source=f"sweep spec {path}")
 
 

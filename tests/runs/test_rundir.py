@@ -36,6 +36,14 @@ def run_dir_of(out, seed=0):
     return out / "test" / "mlp3" / f"seed{seed}"
 
 
+def as_older_run(run):
+    """Make ``run`` look like a run directory recorded before checksums: no checksum file, no mark."""
+    (run / "checksums.json").unlink()
+    state = json.loads((run / "config.json").read_text())
+    state.pop("checksummed")
+    (run / "config.json").write_text(json.dumps(state))
+
+
 
 
 
@@ -155,7 +163,7 @@ def test_a_changed_digit_in_metrics_is_detected_when_the_run_is_read(tmp_path, s
 
 def test_a_blank_value_is_refused_on_read_even_without_checksums(tmp_path, synthetic_arrays):
     run = train(tiny_config(epochs=4), tmp_path, synthetic_arrays)
-    (run / "checksums.json").unlink()  # as in older run directories: structure is still checked
+    as_older_run(run)  # structure is still checked
     metrics = pd.read_csv(run / "metrics.csv")
     load_run(run)
     metrics.loc[2, "test_acc"] = np.nan
@@ -175,7 +183,7 @@ def test_a_half_cut_row_at_the_checkpoint_is_refused_on_resume(tmp_path, synthet
     (run / "metrics.csv").write_text(cut)
     with pytest.raises(RunDirError, match=r"metrics.csv .*Delete .* to start this run again"):
         train(cfg, tmp_path, synthetic_arrays)
-    (run / "checksums.json").unlink()  # without checksums the missing values are refused all the same
+    as_older_run(run)  # without checksums the missing values are refused all the same
     with pytest.raises(RunDirError, match=r"metrics.csv has no value in column .* at epoch\(s\) 3"):
         train(cfg, tmp_path, synthetic_arrays)
     assert (run / "metrics.csv").read_text() == cut, "nothing recorded is overwritten"
@@ -228,8 +236,10 @@ def test_a_damaged_static_file_is_a_clear_error_on_resume(tmp_path, synthetic_ar
     run = train(tiny_config(epochs=2), tmp_path, synthetic_arrays)
     payload = (run / name).read_bytes()
     (run / name).write_bytes(payload[:len(payload) // 2])
-    with pytest.raises(RunDirError, match=f"cannot read .*{name}, it is damaged.*written again from the configuration"):
+    with pytest.raises(RunDirError, match=f"{name} does not match .*written again from the configuration"):
         train(tiny_config(epochs=4), tmp_path, synthetic_arrays)
+    with pytest.raises(RunDirError, match=f"{name} does not match .* changed after training"):
+        load_run(run)
     (run / name).unlink()  # as the message says: it is written anew, and the run continues
     train(tiny_config(epochs=4), tmp_path, synthetic_arrays)
     assert json.loads((run / "config.json").read_text())["epochs_done"] == 4
@@ -244,6 +254,9 @@ def test_a_damaged_snapshot_is_a_clear_error_when_read(tmp_path, synthetic_array
     snap.write_bytes(bytes(payload))
     with pytest.raises(zlib.error), np.load(snap) as z:  # what reading it raised before
         {k: z[k] for k in z.files}
+    with pytest.raises(RunDirError, match="epoch_00001.npz does not match its SHA-256"):
+        load_run(run)
+    as_older_run(run)  # without checksums, reading it is the clear error
     data = load_run(run)
     with pytest.raises(RunDirError, match="cannot read .*epoch_00001.npz, it is damaged"):
         data.snapshot(1)
@@ -318,10 +331,14 @@ def test_an_exploding_but_finite_loss_stops_the_run(tmp_path, synthetic_arrays):
     with pytest.raises(TrainingDiverged, match=r"more than 10 x its initial value.*Lower lr.*last checkpoint"):
         train(tiny_config(lr=1e9, epochs=3), tmp_path, synthetic_arrays)
     state = json.loads((run_dir_of(tmp_path) / "config.json").read_text())
-    assert state["status"] == "running"
+    assert state["status"] == "diverged" and state["diverged"]["epoch"] == 1
+    assert "Lower lr" in state["diverged"]["reason"]
 
 
 def test_an_exploding_loss_stops_a_batched_run_too(tmp_path, synthetic_arrays):
     cfgs = [tiny_config(seed=s, lr=1e9, epochs=3) for s in (0, 1)]
-    with pytest.raises(TrainingDiverged, match="Lower lr"):
+    with pytest.raises(TrainingDiverged, match="Lower lr") as info:
         train_runs(cfgs, tmp_path, synthetic_arrays)
+    diverged = int(str(info.value).split(":")[0].split("seed ")[1])
+    statuses = {s: json.loads((run_dir_of(tmp_path, s) / "config.json").read_text())["status"] for s in (0, 1)}
+    assert statuses == {s: "diverged" if s == diverged else "running" for s in (0, 1)}, "only the run that diverged"
