@@ -159,9 +159,10 @@ def test_binder_finds_the_environment_and_the_post_build_step():
     assert "python -m ddd_support.book --pair" in post_build.read_text()
 
 
-def test_browser_test_runs_after_the_book_in_local_ci():
+def test_the_book_tests_run_after_the_book_in_local_ci():
     script = (REPO / ".ci" / "run").read_text()
-    assert script.index("make test") < script.index("make book") < script.index("make browser-test")
+    assert script.index("make test") < script.index("make book ") < script.index("make book-test")
+    assert "DDD_REQUIRE_BROWSER=1" in script.split("make book-test")[0].rsplit("\n", 1)[1]
     assert "\nmake lint" in script
 
 
