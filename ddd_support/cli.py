@@ -22,7 +22,8 @@ from ddd_support.config import MODELS, PROFILES, TrainConfig, get_profile, parse
 from ddd_support.data.cifar import load_cifar10
 from ddd_support.errors import ConfigError, DDDError
 from ddd_support.files import read_json
-from ddd_support.runs.checkpoints import CHECKPOINT_INDEX
+from ddd_support.runs.schema import CHECKPOINT_INDEX
+from ddd_support.runs.schema import CONFIG_FILE
 
 log = logging.getLogger("ddd_support")
 
@@ -258,7 +259,7 @@ def _export(args: argparse.Namespace) -> int:
     arrays = None
     for run_dir in run_dirs:
         if arrays is None and not args.no_ablation and (run_dir / CHECKPOINT_INDEX).exists():
-            cfg = TrainConfig.from_dict(read_json(run_dir / "config.json")["config"])
+            cfg = TrainConfig.from_dict(read_json(run_dir / CONFIG_FILE)["config"])
             log.info("export-reference: loading CIFAR-10 for the ablation")
             arrays = load_cifar10(cfg.data_root, cfg.data_source, progress=False)
         log.info("export-reference: %s", run_dir)

@@ -25,7 +25,8 @@ from ddd_support.data.cifar import CifarArrays, load_cifar10
 from ddd_support.errors import CheckpointError, RunDirError
 from ddd_support.train.evaluation import four_way_evaluation
 from ddd_support.models import MLP, model_from_config
-from ddd_support.runs.checkpoints import CHECKPOINT_INDEX, load_checkpoint
+from ddd_support.runs.checkpoints import load_checkpoint
+from ddd_support.runs.schema import CHECKPOINT_INDEX
 from ddd_support.runs.schema import SPLITS
 from ddd_support.train.driver import PreparedData, prepare_data, resolve_device
 from ddd_support.runs.reader import RunData, load_run

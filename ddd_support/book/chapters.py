@@ -12,6 +12,7 @@ from ddd_support.errors import ConfigError, RunDirError
 from ddd_support.files import read_json
 from ddd_support.runs.schema import run_directory
 from ddd_support.train.runner import train_profile
+from ddd_support.runs.schema import CONFIG_FILE
 
 
 def runs_for(profile: str, models: Iterable[str] | None = None, seeds: Iterable[int] = (0,),
@@ -25,7 +26,7 @@ def runs_for(profile: str, models: Iterable[str] | None = None, seeds: Iterable[
                           f"{sorted(overrides)}; train your own runs and point run_root at them")
     wanted = [(m, s) for m in (list(models) if models else get_profile(profile).models) for s in seeds]
     dirs = [run_directory(run_root, profile, m, s) for m, s in wanted]
-    missing = [f"{m} seed {s}" for (m, s), d in zip(wanted, dirs) if not (d / "config.json").exists()]
+    missing = [f"{m} seed {s}" for (m, s), d in zip(wanted, dirs) if not (d / CONFIG_FILE).exists()]
     if missing:
         index = read_json(Path(run_root) / REFERENCE_INDEX).get("profiles", {})
         have = {p: f"{', '.join(v['models'])} x seeds {v['seeds']}" for p, v in index.items()}

@@ -39,9 +39,10 @@ if TYPE_CHECKING:
 from ddd_support.config import RESUME_INSENSITIVE_KEYS
 from ddd_support.errors import ConfigError, RunDirError
 from ddd_support.files import atomic_write_bytes, atomic_write_json, file_sha256, now_iso, npz_bytes, read_json
-from ddd_support.runs.checkpoints import CHECKPOINT_INDEX, require_checkpoint
+from ddd_support.runs.checkpoints import require_checkpoint
+from ddd_support.runs.schema import CHECKPOINT_INDEX
 from ddd_support.runs.reader import READ_ADVICE
-from ddd_support.runs.recorder import snapshot_file
+from ddd_support.runs.schema import snapshot_file
 from ddd_support.runs.schema import (CHECKSUM_MARK, CONFIG_FILE, LABELS_FILE, METRICS_FILE, PROBE_FILE,
                                      TEST_CORRECT_FILE, config_differences, run_directory, write_checksums)
 from ddd_support.sweeps.results import RECORD as SWEEP_RECORD

@@ -16,15 +16,13 @@ from typing import Any
 
 from ddd_support.errors import CheckpointError, RunDirError
 from ddd_support.files import atomic_write, atomic_write_json, read_json
+from ddd_support.runs.schema import CHECKPOINT_INDEX, checkpoint_name
 
-CHECKPOINT_INDEX = "checkpoint.json"
 
 
 KEEP_CHECKPOINTS = 2
 
 
-def checkpoint_name(epoch: int) -> str:
-    return f"checkpoint_e{epoch:05d}.pt"
 
 
 def save_checkpoint(run_dir: Path, state: dict[str, Any], epoch: int) -> None:

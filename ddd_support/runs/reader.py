@@ -24,7 +24,7 @@ from filelock import FileLock, Timeout
 from ddd_support.config import MODELS, model_widths
 from ddd_support.errors import RunDirError
 from ddd_support.files import read_json
-from ddd_support.runs.recorder import LOCK_FILE, snapshot_epochs_on_disk, snapshot_file
+from ddd_support.runs.schema import LOCK_FILE, snapshot_epochs_on_disk, snapshot_file
 from ddd_support.runs.schema import (CHECKSUM_MARK, CONFIG_FILE, LABELS_FILE, METRICS_FILE, PROBE_FILE,
                                      READABLE_SCHEMAS, SNAPSHOT_DIR, epoch_ranges, read_metrics,
                                      read_npz, read_test_correct, read_verified, recorded_checksums, snapshot_name,
@@ -212,10 +212,10 @@ def find_runs(root: str | os.PathLike, profile: str | None = None,
     if not root.is_dir():
         raise RunDirError(f"{root} is not a directory")
     found = []
-    for config_path in root.rglob("config.json"):
+    for config_path in root.rglob(CONFIG_FILE):
         if any(part.startswith(".") for part in config_path.relative_to(root).parts):
             continue  # an export in progress, or a hidden folder
-        if not (config_path.parent / "metrics.csv").exists():
+        if not (config_path.parent / METRICS_FILE).exists():
             continue
         cfg = read_json(config_path).get("config", {})
         if profile is not None and cfg.get("profile") != profile:

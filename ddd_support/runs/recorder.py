@@ -35,7 +35,8 @@ from ddd_support.runs.async_checkpoint import AsyncCheckpointer
 from ddd_support.config import TrainConfig, resume_insensitive_keys, snapshot_epochs
 from ddd_support.errors import ConfigError, RunDirError, TrainingDiverged
 from ddd_support.files import atomic_write_bytes, file_sha256, json_bytes, now_iso, npz_bytes, read_json, sha256_of
-from ddd_support.runs.checkpoints import CHECKPOINT_INDEX, load_checkpoint, save_checkpoint
+from ddd_support.runs.checkpoints import load_checkpoint, save_checkpoint
+from ddd_support.runs.schema import CHECKPOINT_INDEX, LOCK_FILE, snapshot_epochs_on_disk, snapshot_file
 from ddd_support.runs.schema import (CHECKSUM_MARK, CONFIG_FILE, LABELS_FILE, METRICS_FILE, PROBE_FILE, SCHEMA_VERSION,
                                      SNAPSHOT_DIR, TEMP_GLOB, TEST_CORRECT_FILE, config_differences,
                                      encode_test_correct, metrics_text, provenance, read_metrics, read_npz,
@@ -44,7 +45,6 @@ from ddd_support.runs.schema import (CHECKSUM_MARK, CONFIG_FILE, LABELS_FILE, ME
 
 log = logging.getLogger("ddd_support")
 
-LOCK_FILE = ".lock"
 #: Seconds a process waits for another one's lock on a run directory (unset: for ever).
 LOCK_TIMEOUT_ENV = "DDD_LOCK_TIMEOUT"
 STATIC_FILES: tuple[str, ...] = (LABELS_FILE, PROBE_FILE)
@@ -99,16 +99,8 @@ def remove_temp_files(run_dir: Path) -> list[Path]:
 
 
 # --------------------------------------------------------------------------- snapshots
-def snapshot_file(run_dir: str | os.PathLike, epoch: int) -> Path:
-    """``RUN_DIR/snapshots/epoch_EEEEE.npz``."""
-    return Path(run_dir) / snapshot_name(epoch)
 
 
-def snapshot_epochs_on_disk(run_dir: str | os.PathLike) -> list[int]:
-    """The epochs of the snapshot files in ``run_dir``, sorted."""
-    folder = Path(run_dir) / SNAPSHOT_DIR
-    names = (f.stem.split("_", 1) for f in folder.glob("epoch_*.npz")) if folder.is_dir() else ()
-    return sorted(int(n[1]) for n in names if len(n) == 2 and n[1].isdigit())
 
 
 def remove_snapshots_after(run_dir: Path, epoch: int) -> list[int]:

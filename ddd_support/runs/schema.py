@@ -127,6 +127,8 @@ PROBE_FILE = "probe.npz"
 SNAPSHOT_DIR = "snapshots"
 #: ``config.json`` key (true) of a run that records every file's digests in ``checksums.json``.
 CHECKSUM_MARK = "checksummed"
+CHECKPOINT_INDEX = "checkpoint.json"
+LOCK_FILE = ".lock"
 #: The names ``atomic_write`` gives its temp files: ``.NAME.<random>.tmp`` beside NAME.
 TEMP_GLOB = ".*.tmp"
 
@@ -328,6 +330,22 @@ def read_test_correct(run_dir: str | os.PathLike, n_test: int | None = None,
 
 
 # --------------------------------------------------------------------------- run directories
+def checkpoint_name(epoch: int) -> str:
+    return f"checkpoint_e{epoch:05d}.pt"
+
+
+def snapshot_file(run_dir: str | os.PathLike, epoch: int) -> Path:
+    """``RUN_DIR/snapshots/epoch_EEEEE.npz``."""
+    return Path(run_dir) / snapshot_name(epoch)
+
+
+def snapshot_epochs_on_disk(run_dir: str | os.PathLike) -> list[int]:
+    """The epochs of the snapshot files in ``run_dir``, sorted."""
+    folder = Path(run_dir) / SNAPSHOT_DIR
+    names = (f.stem.split("_", 1) for f in folder.glob("epoch_*.npz")) if folder.is_dir() else ()
+    return sorted(int(n[1]) for n in names if len(n) == 2 and n[1].isdigit())
+
+
 def snapshot_name(epoch: int) -> str:
     """``snapshots/epoch_EEEEE.npz``: a snapshot's path inside its run directory (and its checksum name)."""
     return f"{SNAPSHOT_DIR}/epoch_{int(epoch):05d}.npz"

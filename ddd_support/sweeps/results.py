@@ -31,6 +31,7 @@ from ddd_support.runs.schema import METRIC_COLUMNS, provenance
 from ddd_support.config import TrainConfig, resume_insensitive_keys
 from ddd_support.runs.recorder import state_is_complete
 from ddd_support.sweeps.spec import SweepPoint, SweepSpec, expand, load_spec, run_root, sweep_dir
+from ddd_support.runs.schema import CONFIG_FILE
 
 if TYPE_CHECKING:
     from ddd_support.runs.reader import RunData
@@ -189,9 +190,9 @@ def sweep_tables(spec: SweepSpec, out: str | Path
     rows, curves, correct, mismatched = [], [], {}, []
     for r in expand(spec):
         run_dir = run_directory(run_root(out, spec, r.point), r.config.profile, r.config.model, r.config.seed)
-        if not (run_dir / "config.json").exists():
+        if not (run_dir / CONFIG_FILE).exists():
             continue
-        state = read_json(run_dir / "config.json")
+        state = read_json(run_dir / CONFIG_FILE)
         wanted = r.config.to_dict()
         recorded = TrainConfig.from_dict(state.get("config", {})).to_dict()
         if config_differences(recorded, wanted, resume_insensitive_keys(r.config) | {"epochs"}):

@@ -14,6 +14,7 @@ from ddd_support.files import read_json
 from ddd_support.runs.recorder import state_is_complete
 from ddd_support.runs.schema import run_directory
 from ddd_support.train.driver import PER_RUN_KEYS, train, train_runs
+from ddd_support.runs.schema import CONFIG_FILE
 
 #: Config keys ``--vary`` may give several values (a group trains together, so not its shape).
 VARIABLE_KEYS = PER_RUN_KEYS - {"seed", "progress"}
@@ -62,7 +63,7 @@ def is_complete(cfg: TrainConfig, out: str | os.PathLike) -> bool:
     ``driver.train_runs`` checks again once it holds the lock, so a run another process is
     finishing is not trained twice.
     """
-    path = run_directory(out, cfg.profile, cfg.model, cfg.seed) / "config.json"
+    path = run_directory(out, cfg.profile, cfg.model, cfg.seed) / CONFIG_FILE
     return path.exists() and state_is_complete(read_json(path), cfg.epochs)
 
 
