@@ -22,7 +22,12 @@ class RunDirError(DDDError):
 
 
 class TrainingDiverged(DDDError):
-    """The training loss became NaN, infinite or far larger than at the start."""
+    """The training loss became NaN, infinite or far larger than at the start; ``run_dir``: the
+    run directory of the run that diverged (a group of runs stops as a whole)."""
+
+    def __init__(self, message: str, run_dir: object = None) -> None:
+        super().__init__(message)
+        self.run_dir = run_dir
 
 
 class DiskFullError(RunDirError, OSError):

@@ -1,6 +1,6 @@
 """Analyses of recorded runs: phases, clean/noisy separation, the large activation, ablation.
 
-Every function reads a run directory (``rundata``) or the tables derived from it and
+Every function reads a run directory (``runs.reader``) or the tables derived from it and
 returns numbers or pandas tables; figures live in ``ddd_support.figures.runs``.
 """
 

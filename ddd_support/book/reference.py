@@ -1,6 +1,6 @@
 """Compact copies of finished runs, small enough to commit as the book's reference results.
 
-A reference run keeps the run-directory layout (so ``analysis.load_run`` reads it) with:
+A reference run keeps the run-directory layout (so ``runs.reader.load_run`` reads it) with:
 ``config.json`` (plus a ``reference`` entry saying what was left out), ``metrics.csv``,
 ``test_correct.npz`` (both checked against the run's checksums, and their own recorded in
 ``checksums.json``), ``labels.npz``, ``probe.npz``, and at most ``max_snapshots`` snapshots,

@@ -7,7 +7,7 @@ thread. One write is in flight at a time: ``submit`` first waits for the previou
 ``wait()`` (at the end of a run) blocks until the last is written. An exception raised by
 ``save`` is raised again in the caller, at the next ``submit`` or ``wait``. The thread is not a
 daemon, so a process that stops (even on Ctrl-C) finishes the write in flight before it exits;
-an atomic ``save`` (as ``recording.save_checkpoint``) never leaves a partial file either way.
+an atomic ``save`` (as ``runs.checkpoints.save_checkpoint``) never leaves a partial file either way.
 With ``background=False`` (e.g. on the CPU, where a checkpoint is cheap next to an epoch)
 ``submit`` simply calls ``save(state)`` in the caller: no copy, exceptions at once.
 """

@@ -14,9 +14,9 @@ written, the previous digest kept until the next write), and ``config.json`` car
 ``checksummed: true``, so a reader can tell a deleted checksum file from an older run. A run that
 stops with ``TrainingDiverged`` is marked ``status: diverged`` (with the epoch and the reason).
 
-It records values, not models: the training loop (``training.train``,
-``multiseed.train_seeds``) evaluates the model and hands over the rows, the per-image test
-correctness and the snapshot arrays. The file layout is documented in ``recording``.
+It records values, not models: the training loop (``train.driver.train_runs``) evaluates the
+model and hands over the rows, the per-image test correctness and the snapshot arrays. The file
+layout is documented in ``runs.schema``.
 """
 
 from __future__ import annotations
@@ -211,7 +211,7 @@ def _same_array(stored: np.ndarray, made: np.ndarray) -> bool:
 
 # --------------------------------------------------------------------------- the recorder
 class RunRecorder:
-    """The bookkeeping of one run directory, shared by ``train.driver.train`` and ``train.batch.train_seeds``.
+    """The bookkeeping of one run directory while ``train.driver.train_runs`` trains it.
 
     Use as a context manager (or call ``close``): the lock is held from construction until then.
     Then: ``record_data`` (static files), ``resume`` (the validated checkpoint, or None) or
@@ -401,8 +401,8 @@ class RunRecorder:
 
     # ---------------------------------------------------------------- helpers
     def _names_this_run(self, exc: TrainingDiverged) -> bool:
-        """True if ``exc`` is about this run (a batch of runs stops as a whole when one of them diverges)."""
-        return str(exc).startswith(f"{self.cfg.model} seed {self.cfg.seed}:")
+        """True if ``exc`` is about this run (a group of runs stops as a whole when one of them diverges)."""
+        return exc.run_dir is not None and Path(exc.run_dir).resolve() == Path(self.run_dir).resolve()
 
     def _write_records(self, first: dict[str, bytes] | None = None) -> None:
         """Rewrite ``metrics.csv`` and ``test_correct.npz``, after the files in ``first`` (a new snapshot)."""

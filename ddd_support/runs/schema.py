@@ -106,7 +106,7 @@ from ddd_support.files import (NPZ_ERRORS, atomic_write, atomic_write_json, file
                                sha256_of)
 
 SCHEMA_VERSION = 2
-#: Schema versions ``analysis.load_run`` reads (training resumes only ``SCHEMA_VERSION``).
+#: Schema versions ``runs.reader.load_run`` reads (training resumes only ``SCHEMA_VERSION``).
 READABLE_SCHEMAS: tuple[int, ...] = (1, 2)
 TEST_CORRECT_FILE = "test_correct.npz"
 SPLITS: tuple[str, ...] = ("clean", "noisy", "noisy_true", "test")

@@ -206,7 +206,7 @@ def record_epoch(run: RunRecorder, d: PreparedData, epoch: int, model: MLP, trai
         raise TrainingDiverged(
             f"{cfg.model} seed {cfg.seed}: training loss {what} at epoch {epoch}: the run diverged. "
             f"Lower lr (now {cfg.lr}) or use precision=fp32; epochs up to the last checkpoint "
-            f"stay recorded in {run.run_dir}")
+            f"stay recorded in {run.run_dir}", run_dir=run.run_dir)
     row, correct = _evaluate(model, d, cfg, epoch, train_loss, train_seconds)
     snapshot = take_snapshot(model, d, cfg) if run.wants_snapshot(epoch) else None
     return run.end_epoch(epoch, row, correct, snapshot, checkpoint_state)

@@ -342,3 +342,14 @@ def test_an_exploding_loss_stops_a_batched_run_too(tmp_path, synthetic_arrays):
     diverged = int(str(info.value).split(":")[0].split("seed ")[1])
     statuses = {s: json.loads((run_dir_of(tmp_path, s) / "config.json").read_text())["status"] for s in (0, 1)}
     assert statuses == {s: "diverged" if s == diverged else "running" for s in (0, 1)}, "only the run that diverged"
+
+
+def test_of_two_runs_sharing_a_seed_only_the_one_that_diverged_is_marked(tmp_path, synthetic_arrays):
+    cfgs = [tiny_config(seed=0, epochs=3), tiny_config(seed=0, epochs=3, lr=1e9)]
+    outs = [tmp_path / "calm", tmp_path / "wild"]
+    with pytest.raises(TrainingDiverged) as info:
+        train_runs(cfgs, outs, synthetic_arrays)
+    assert info.value.run_dir == run_dir_of(tmp_path / "wild")
+    status = {name: json.loads((run_dir_of(tmp_path / name) / "config.json").read_text())["status"]
+              for name in ("calm", "wild")}
+    assert status == {"calm": "running", "wild": "diverged"}
