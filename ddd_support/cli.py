@@ -18,12 +18,26 @@ import time
 from pathlib import Path
 
 from ddd_support import __version__
+from ddd_support.book.reference import (
+    SWEEPS_DIR,
+    check_export_options,
+    export_reference,
+    export_target,
+    is_reference_root,
+    update_sweep_index,
+    write_reference_index,
+)
+from ddd_support.book.report import analyze
 from ddd_support.config import MODELS, PROFILES, TrainConfig, get_profile, parse_overrides
 from ddd_support.data.cifar import load_cifar10
 from ddd_support.errors import ConfigError, DDDError
 from ddd_support.files import read_json
-from ddd_support.runs.schema import CHECKPOINT_INDEX
-from ddd_support.runs.schema import CONFIG_FILE
+from ddd_support.runs.reader import load_run
+from ddd_support.runs.schema import CHECKPOINT_INDEX, CONFIG_FILE, run_directory
+from ddd_support.sweeps.execute import run_sweep_command
+from ddd_support.sweeps.results import export_sweep
+from ddd_support.sweeps.spec import expand, load_spec, run_root, spec_from_arguments, sweep_spec_with
+from ddd_support.train.runner import parse_vary, train_profile
 
 log = logging.getLogger("ddd_support")
 
@@ -176,8 +190,6 @@ def _out_of_memory(exc: BaseException) -> bool:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ddd_support.train.runner import parse_vary, train_profile
-
     overrides = parse_overrides(args.overrides)
     vary = parse_vary(args.vary)
     if args.quiet:
@@ -195,8 +207,6 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from ddd_support.sweeps.spec import load_spec, spec_from_arguments, sweep_spec_with
-
     if args.spec:
         given = [flag for flag, value in (("--name", args.name), ("--profile", args.profile)) if value]
         if given:
@@ -211,8 +221,6 @@ def _sweep(args: argparse.Namespace) -> int:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     if args.runs_per_gpu < 1:
         raise ConfigError(f"--runs-per-gpu must be at least 1, got {args.runs_per_gpu}")
-    from ddd_support.sweeps.spec import expand, run_root
-    from ddd_support.runs.schema import run_directory
 
     runs = expand(spec)
     if args.dry_run:
@@ -220,14 +228,11 @@ def _sweep(args: argparse.Namespace) -> int:
             print(run_directory(run_root(args.out, spec, r.point), r.config.profile, r.config.model, r.config.seed))
         log.info("sweep %s: %d run(s), nothing trained (--dry-run)", spec.name, len(runs))
         return EXIT_OK
-    from ddd_support.sweeps.execute import run_sweep_command
 
     folder, failures = run_sweep_command(spec, args.out, args.scheduler, args.workers, args.runs_per_gpu,
                                          args.batched_seeds, progress=not args.quiet, log=log)
     print(folder, flush=True)
     if args.export and not failures:
-        from ddd_support.book.reference import SWEEPS_DIR, is_reference_root, update_sweep_index
-        from ddd_support.sweeps.results import export_sweep
 
         print(export_sweep(folder, args.export), flush=True)
         root = Path(args.export).parent
@@ -243,8 +248,6 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from ddd_support.book.reference import check_export_options, export_reference, export_target, write_reference_index
-    from ddd_support.runs.reader import load_run
 
     check_export_options(args.max_snapshots, args.top_k)
     run_dirs = list(dict.fromkeys(Path(r) for r in args.run_dirs))
@@ -270,8 +273,6 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from ddd_support.book.report import analyze
-
     for run_dir in args.run_dirs:
         log.info("analyze: %s", run_dir)
         print(analyze(run_dir, write_figures=not args.no_figures), flush=True)

@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 
 from ddd_support import __version__, cli
-from ddd_support.train import runner
 from ddd_support.cli import build_parser, main
 
 from .conftest import REPO
@@ -96,7 +95,7 @@ def test_ctrl_c_exits_130_with_a_resume_hint_and_no_traceback(monkeypatch, capsy
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner, "train_profile", interrupted)
+    monkeypatch.setattr(cli, "train_profile", interrupted)
     assert main(["train", "--model", "mlp3"]) == 130
     err = capsys.readouterr().err
     assert "error: interrupted; the same command resumes" in err and "Traceback" not in err

@@ -12,25 +12,31 @@ change), and the neuron's cost is ranked among the random neurons' costs (``perc
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator, Literal
 
 import numpy as np
 import pandas as pd
 import torch
 
+from ddd_support.analysis.large_activation import (
+    candidate_layer,
+    large_activation_table,
+    largest_layer,
+    per_image_table,
+)
+from ddd_support.analysis.stats import mcnemar, paired_change, percentile_rank
 from ddd_support.config import TrainConfig
 from ddd_support.data.cifar import CifarArrays, load_cifar10
 from ddd_support.errors import CheckpointError, RunDirError
-from ddd_support.train.evaluation import four_way_evaluation
+from ddd_support.files import atomic_savez, atomic_write_text
 from ddd_support.models import MLP, model_from_config
 from ddd_support.runs.checkpoints import load_checkpoint
-from ddd_support.runs.schema import CHECKPOINT_INDEX
-from ddd_support.runs.schema import SPLITS
-from ddd_support.train.driver import PreparedData, prepare_data, resolve_device
 from ddd_support.runs.reader import RunData, load_run
-from ddd_support.analysis.stats import mcnemar, paired_change, percentile_rank
+from ddd_support.runs.schema import CHECKPOINT_INDEX, SPLITS
+from ddd_support.train.driver import PreparedData, prepare_data, resolve_device
+from ddd_support.train.evaluation import four_way_evaluation
 
 Mode = Literal["zero", "mean"]
 #: What the book and the reference export ablate by default.
@@ -179,8 +185,6 @@ def ablate_neuron(run: str | os.PathLike | RunData, layer: int, neuron: int | No
 def ablation_layer(run: RunData) -> int:
     """The layer ablated by default: the candidate layer of the large activation (``candidate_layer``),
     or, for runs without per-image statistics, the layer of largest probe-wide ratio."""
-    from ddd_support.analysis.large_activation import candidate_layer, large_activation_table, largest_layer, per_image_table
-
     table = per_image_table(run)
     return candidate_layer(table)[0] if not table.empty else largest_layer(large_activation_table(run))
 
@@ -213,8 +217,6 @@ STORED_ABLATION_BITS = "ablation_test_correct.npz"
 
 def write_stored_ablation(table: pd.DataFrame, run_dir: str | os.PathLike) -> None:
     """Write ``ablation.csv`` and, if the table carries them, the per-image correctness bits."""
-    from ddd_support.files import atomic_savez, atomic_write_text
-
     run_dir = Path(run_dir)
     atomic_write_text(run_dir / STORED_ABLATION, table.to_csv(index=False, float_format="%.17g"))
     correct = table.attrs.get("test_correct")

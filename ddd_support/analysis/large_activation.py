@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ddd_support.data.cifar import CLASSES
+
 if TYPE_CHECKING:
     from ddd_support.runs.reader import RunData
 
@@ -203,8 +205,6 @@ def _most_correlated_class(activation: np.ndarray, labels: np.ndarray, n_classes
 
 
 def _class_name(cls: int) -> str:
-    from ddd_support.data.cifar import CLASSES
-
     return CLASSES[cls] if 0 <= cls < len(CLASSES) else str(cls)
 
 

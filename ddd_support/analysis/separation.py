@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import pandas as pd
 
+from ddd_support.analysis.stats import class_interval
 from ddd_support.errors import RunDirError
 
 if TYPE_CHECKING:
@@ -165,8 +166,6 @@ def index_table(run: "RunData", exclude_top: int = 0) -> pd.DataFrame:
 def layer_index(table: pd.DataFrame) -> pd.DataFrame:
     """Class means per (epoch, layer) of an ``index_table``, with t intervals over classes of the index
     and of the index net of the unseen images."""
-    from ddd_support.analysis.stats import class_interval
-
     rows = []
     for (epoch, layer), g in table.groupby(["epoch", "layer"]):
         ci, net = class_interval(g["index"].to_numpy()), class_interval(g["net_index"].to_numpy())
@@ -187,8 +186,6 @@ def depth_trend(table: pd.DataFrame) -> dict[str, float]:
     images, :math:`s` is the index net of them (``net_index``; ``net`` True), so a drift that
     unseen images share does not count; ``outer_gross`` keeps the index before that.
     """
-    from ddd_support.analysis.stats import class_interval
-
     first, last = table["epoch"].min(), table["epoch"].max()
     top = table["layer"].max()
 

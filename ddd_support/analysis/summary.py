@@ -14,17 +14,39 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ddd_support.analysis.large_activation import (DOMINANCE_MIN, GROWTH_MIN, best_correlations, candidate_layer,
-                                                  correlation_table, large_activation_table, largest_layer,
-                                                  neuron_activation, per_image_table, persistent_from,
-                                                  random_neuron_correlations, top_neuron_image_table)
+from ddd_support.analysis.ablation import ablation_summary
+from ddd_support.analysis.large_activation import (
+    DOMINANCE_MIN,
+    GROWTH_MIN,
+    best_correlations,
+    candidate_layer,
+    correlation_table,
+    large_activation_table,
+    largest_layer,
+    neuron_activation,
+    per_image_table,
+    persistent_from,
+    random_neuron_correlations,
+    top_neuron_image_table,
+)
 from ddd_support.analysis.phases import detect_phases, test_set_size
-from ddd_support.analysis.regeneralisation import (Curves, held_noisy_level, post_fit_change, sensitivity_grid,
-                                                   window_change)
-from ddd_support.runs.reader import RunData
-from ddd_support.analysis.separation import (depth_trend, index_table, layer_index, layer_separation,
-                                             separation_summary, separation_table)
+from ddd_support.analysis.regeneralisation import (
+    Curves,
+    held_noisy_level,
+    post_fit_change,
+    sensitivity_grid,
+    window_change,
+)
+from ddd_support.analysis.separation import (
+    depth_trend,
+    index_table,
+    layer_index,
+    layer_separation,
+    separation_summary,
+    separation_table,
+)
 from ddd_support.analysis.stats import percentile_rank
+from ddd_support.runs.reader import RunData
 
 
 @dataclass
@@ -60,8 +82,6 @@ class RunSummary:
 
 def summarise_run(run: RunData, threshold: float = 100.0, ablation: pd.DataFrame | None = None) -> RunSummary:
     """Compute every per-run quantity once (``ablation``: an ``ablation_table`` of the run, if any)."""
-    from ddd_support.analysis.ablation import ablation_summary
-
     phases = detect_phases(run.metrics, n_test=test_set_size(run)).as_dict()
     index = index_table(run)
     has_baseline = bool(index["split_half"].notna().any())

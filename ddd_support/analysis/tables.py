@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ddd_support.files import atomic_write_text
+from ddd_support.analysis.ablation import stored_ablation
 from ddd_support.analysis.claims import claims_from, claims_over_seeds
 from ddd_support.analysis.phases import PHASE_FIELDS
 from ddd_support.analysis.summary import RunSummary, summarise_run
+from ddd_support.files import atomic_write_text
 
 if TYPE_CHECKING:
     from ddd_support.runs.reader import RunData
@@ -27,8 +28,6 @@ if TYPE_CHECKING:
 def summarise_runs(runs: list["RunData"], threshold: float = 100.0,
                    ablations: dict[tuple[str, int], pd.DataFrame] | None = None) -> list[RunSummary]:
     """``summarise_run`` of each run; its ablation from ``ablations[(model, seed)]`` or the table stored with it."""
-    from ddd_support.analysis.ablation import stored_ablation
-
     ablations = ablations or {}
     return [summarise_run(r, threshold, ablations.get((r.model, r.seed), stored_ablation(r))) for r in runs]
 

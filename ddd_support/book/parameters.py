@@ -22,6 +22,7 @@ from dataclasses import fields
 from numbers import Integral, Real
 from typing import Any, Collection, Iterable, Mapping, TypeVar
 
+from ddd_support.config import TrainConfig
 from ddd_support.errors import ConfigError
 
 T = TypeVar("T")
@@ -90,8 +91,6 @@ def as_mapping(name: str, value: Any, keys: Collection[str] | None = None) -> di
 
 def check_overrides(value: Any, name: str = "overrides") -> dict[str, Any]:
     """Config overrides: a dict whose keys are ``TrainConfig`` fields (``None`` -> ``{}``)."""
-    from ddd_support.config import TrainConfig
-
     return as_mapping(name, value, [f.name for f in fields(TrainConfig) if f.name not in ("profile", "model", "seed")])
 
 

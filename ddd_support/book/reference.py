@@ -36,16 +36,35 @@ import pandas as pd
 if TYPE_CHECKING:
     from ddd_support.data.cifar import CifarArrays
 
-from ddd_support.config import RESUME_INSENSITIVE_KEYS
+from ddd_support.analysis.ablation import (
+    DEFAULT_MODE,
+    DEFAULT_RANDOM,
+    STORED_ABLATION,
+    ablate_neuron,
+    ablation_layer,
+    write_stored_ablation,
+)
+from ddd_support.analysis.tables import write_summary_tables
+from ddd_support.config import PROFILES, RESUME_INSENSITIVE_KEYS, TrainConfig
 from ddd_support.errors import ConfigError, RunDirError
 from ddd_support.files import atomic_write_bytes, atomic_write_json, file_sha256, now_iso, npz_bytes, read_json
 from ddd_support.runs.checkpoints import require_checkpoint
-from ddd_support.runs.schema import CHECKPOINT_INDEX
-from ddd_support.runs.reader import READ_ADVICE
-from ddd_support.runs.schema import snapshot_file
-from ddd_support.runs.schema import (CHECKSUM_MARK, CONFIG_FILE, LABELS_FILE, METRICS_FILE, PROBE_FILE,
-                                     TEST_CORRECT_FILE, config_differences, run_directory, write_checksums)
+from ddd_support.runs.reader import READ_ADVICE, find_runs, load_run, load_runs
+from ddd_support.runs.schema import (
+    CHECKPOINT_INDEX,
+    CHECKSUM_MARK,
+    CONFIG_FILE,
+    LABELS_FILE,
+    METRICS_FILE,
+    PROBE_FILE,
+    TEST_CORRECT_FILE,
+    config_differences,
+    run_directory,
+    snapshot_file,
+    write_checksums,
+)
 from ddd_support.sweeps.results import RECORD as SWEEP_RECORD
+from ddd_support.sweeps.results import read_sweep
 
 #: The spec file a sweep's folder holds.
 SWEEP_SPEC = "spec.yaml"
@@ -142,8 +161,6 @@ def export_reference(run_dir: str | os.PathLike, dest: str | os.PathLike, max_sn
     its final checkpoint (a missing or damaged one is an error) and stored as ``ablation.csv``; ``cifar``
     (the data set, as ``load_cifar10`` returns it) saves loading it once per run.
     """
-    from ddd_support.runs.reader import load_run
-
     check_export_options(max_snapshots, top_k)
     source = Path(run_dir)
     state = read_json(source / CONFIG_FILE)
@@ -222,9 +239,6 @@ def _move_into_place(build: Path, target: Path) -> None:
 
 def _store_ablation(source: Path, target: Path, cifar: "CifarArrays | None") -> dict:
     """Ablate the candidate layer's large-activation neuron (as chapter 05 does) and store it with the copy."""
-    from ddd_support.runs.reader import load_run
-    from ddd_support.analysis.ablation import (DEFAULT_MODE, DEFAULT_RANDOM, STORED_ABLATION, ablate_neuron,
-                                    ablation_layer, write_stored_ablation)
 
     layer = ablation_layer(load_run(source))
     table = ablate_neuron(load_run(source), layer, mode=DEFAULT_MODE, n_random=DEFAULT_RANDOM, arrays=cifar)
@@ -240,8 +254,6 @@ def is_reference_root(path: str | os.PathLike) -> bool:
 
 def write_reference_index(dest: str | os.PathLike) -> Path:
     """Index every run under ``dest`` in ``dest/reference.json`` and write each profile's summary tables."""
-    from ddd_support.runs.reader import find_runs, load_runs
-    from ddd_support.analysis.tables import write_summary_tables
 
     dest = Path(dest)
     runs = load_runs(find_runs(dest))
@@ -275,8 +287,6 @@ def write_reference_index(dest: str | os.PathLike) -> Path:
 
 def sweep_index(folder: Path) -> dict[str, dict]:
     """What each sweep under ``folder`` (``reference/sweeps``) holds and how it was made (validated)."""
-    from ddd_support.sweeps.results import read_sweep
-
     found = {}
     for record_file in sorted(folder.glob("*/sweep.json")):
         spec, table, _, record = read_sweep(record_file.parent)
@@ -300,11 +310,8 @@ def _train_command(run) -> str:
 
 def _overridden(run) -> list[str]:
     """Config keys of ``run`` that differ from its profile's values (empty: exactly the profile)."""
-    from ddd_support.config import PROFILES
-
     if run.profile not in PROFILES:
         return ["profile"]
-    from ddd_support.config import TrainConfig
 
     expected = PROFILES[run.profile].config(run.model, run.seed).to_dict()
     recorded = TrainConfig.from_dict(run.config).to_dict()  # keys added since take their defaults

@@ -5,14 +5,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ddd_support.analysis.ablation import stored_ablation
+from ddd_support.analysis.claims import claims_from
 from ddd_support.analysis.large_activation import dominant_neuron, emergence_epoch, largest_layer
 from ddd_support.analysis.phases import Phases
-from ddd_support.data.noise import transition_matrix
-from ddd_support.runs.reader import RunData, load_run
 from ddd_support.analysis.summary import summarise_run
+from ddd_support.data.noise import transition_matrix
+from ddd_support.figures import runs as fg
+from ddd_support.runs.reader import RunData, load_run
 
 FIGURE_DIR = "figures"
 
@@ -20,8 +24,6 @@ FIGURE_DIR = "figures"
 def analyze(run_dir: str | os.PathLike | RunData, write_figures: bool = True,
             threshold: float = 100.0) -> str:
     """The summaries and verdicts of a run as text; with ``write_figures`` also PNGs in ``<run_dir>/figures/``."""
-    from ddd_support.analysis.ablation import stored_ablation
-    from ddd_support.analysis.claims import claims_from
 
     run = run_dir if isinstance(run_dir, RunData) else load_run(run_dir)
     summary = summarise_run(run, threshold, stored_ablation(run))
@@ -54,9 +56,6 @@ def analyze(run_dir: str | os.PathLike | RunData, write_figures: bool = True,
 def write_run_figures(run: RunData, phases: Phases, sep: pd.DataFrame, table: pd.DataFrame,
                       corr: pd.DataFrame) -> list[Path]:
     """Write the standard figures of one run as PNGs into ``<run>/figures/``; returns their paths."""
-    import matplotlib.pyplot as plt
-
-    from ddd_support.figures import runs as fg
 
     layer = int(corr.attrs["layer"])
     made = {

@@ -31,6 +31,7 @@ from typing import Callable
 import numpy as np
 import torch
 from filelock import FileLock
+from tqdm.auto import tqdm
 
 from ddd_support.errors import DataError
 from ddd_support.files import atomic_savez
@@ -186,7 +187,6 @@ def _read_cache(file: Path, fingerprint: str, source: str, remove_damaged: bool 
 def _read_imagefolder(root: Path, progress: bool) -> CifarArrays:
     from PIL import Image
     from torchvision.datasets import ImageFolder
-    from tqdm.auto import tqdm
 
     out = {}
     for split in ("train", "test"):

@@ -14,11 +14,11 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ddd_support.errors import CheckpointError, RunDirError
 from ddd_support.files import atomic_write, atomic_write_json, read_json
 from ddd_support.runs.schema import CHECKPOINT_INDEX, checkpoint_name
-
-
 
 KEEP_CHECKPOINTS = 2
 
@@ -31,8 +31,6 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any], epoch: int) -> None:
     At every instant the index names only complete files, so a kill at any point
     leaves a loadable checkpoint behind.
     """
-    import torch
-
     buffer = io.BytesIO()
     torch.save({**state, "epoch": epoch}, buffer)
     payload = buffer.getvalue()
@@ -68,8 +66,6 @@ def load_checkpoint(run_dir: Path, map_location: str = "cpu") -> dict[str, Any] 
     A missing or unreadable index is rebuilt from the checkpoint files themselves
     (``rebuild_checkpoint_index``).
     """
-    import torch
-
     run_dir = Path(run_dir)
     index_path = run_dir / CHECKPOINT_INDEX
     try:
@@ -128,8 +124,6 @@ def rebuild_checkpoint_index(run_dir: Path, map_location: str = "cpu") -> dict[s
 
 def _verified_checkpoint(path: Path, map_location: str) -> dict[str, Any] | None:
     """The state in checkpoint file ``path`` if it passes its CRC checks, loads and names its epoch; else None."""
-    import torch
-
     try:
         payload = path.read_bytes()
         with zipfile.ZipFile(io.BytesIO(payload)) as archive:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,17 +32,38 @@ import pandas as pd
 import torch
 from filelock import FileLock, Timeout
 
-from ddd_support.runs.async_checkpoint import AsyncCheckpointer
 from ddd_support.config import TrainConfig, resume_insensitive_keys, snapshot_epochs
 from ddd_support.errors import ConfigError, RunDirError, TrainingDiverged
 from ddd_support.files import atomic_write_bytes, file_sha256, json_bytes, now_iso, npz_bytes, read_json, sha256_of
+from ddd_support.runs.async_checkpoint import AsyncCheckpointer
 from ddd_support.runs.checkpoints import load_checkpoint, save_checkpoint
-from ddd_support.runs.schema import CHECKPOINT_INDEX, LOCK_FILE, snapshot_epochs_on_disk, snapshot_file
-from ddd_support.runs.schema import (CHECKSUM_MARK, CONFIG_FILE, LABELS_FILE, METRICS_FILE, PROBE_FILE, SCHEMA_VERSION,
-                                     SNAPSHOT_DIR, TEMP_GLOB, TEST_CORRECT_FILE, config_differences,
-                                     encode_test_correct, metrics_text, provenance, read_metrics, read_npz,
-                                     read_test_correct, recorded_checksums, run_directory, snapshot_name,
-                                     verify_checksum, write_checksums)
+from ddd_support.runs.schema import (
+    CHECKPOINT_INDEX,
+    CHECKSUM_MARK,
+    CONFIG_FILE,
+    LABELS_FILE,
+    LOCK_FILE,
+    METRICS_FILE,
+    PROBE_FILE,
+    SCHEMA_VERSION,
+    SNAPSHOT_DIR,
+    TEMP_GLOB,
+    TEST_CORRECT_FILE,
+    config_differences,
+    encode_test_correct,
+    metrics_text,
+    provenance,
+    read_metrics,
+    read_npz,
+    read_test_correct,
+    recorded_checksums,
+    run_directory,
+    snapshot_epochs_on_disk,
+    snapshot_file,
+    snapshot_name,
+    verify_checksum,
+    write_checksums,
+)
 
 log = logging.getLogger("ddd_support")
 
@@ -164,8 +186,6 @@ def open_state(run_dir: Path, cfg: TrainConfig, device: torch.device) -> dict[st
     changed = [k for k in ("device", "torch_threads", "torch_version")
                if before.get(k) is not None and before.get(k) != now[k]]
     if changed:
-        import warnings
-
         warnings.warn(f"{run_dir} is resumed with another {', '.join(changed)} than it started with: "
                       "the continued run need not be bit-identical to an uninterrupted one "
                       "(recorded under provenance.resumes)")

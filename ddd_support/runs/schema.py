@@ -100,10 +100,11 @@ from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
+import torch
 
+from ddd_support import __version__
 from ddd_support.errors import RunDirError
-from ddd_support.files import (NPZ_ERRORS, atomic_write, atomic_write_json, file_sha256, read_json,
-                               sha256_of)
+from ddd_support.files import NPZ_ERRORS, atomic_write, atomic_write_json, file_sha256, read_json, sha256_of
 
 SCHEMA_VERSION = 2
 #: Schema versions ``runs.reader.load_run`` reads (training resumes only ``SCHEMA_VERSION``).
@@ -365,9 +366,6 @@ def config_differences(stored: dict[str, Any], wanted: dict[str, Any],
 
 def provenance(device: str) -> dict[str, Any]:
     """Versions and environment facts recorded with every run."""
-    import torch
-
-    from ddd_support import __version__
 
     return {
         "package_version": __version__,

@@ -14,15 +14,25 @@ one unit. A run whose ``device`` is ``auto`` goes to its worker's GPU.
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
+from filelock import FileLock
+from tqdm.auto import tqdm
+
+from ddd_support.config import TrainConfig
+from ddd_support.data.cifar import load_cifar10
 from ddd_support.errors import DDDError
 from ddd_support.files import now_iso, read_json
-from ddd_support.sweeps.spec import SweepPoint, SweepSpec, expand, run_root
+from ddd_support.sweeps.results import RECORD, write_sweep_record
+from ddd_support.sweeps.spec import SweepPoint, SweepSpec, expand, run_root, sweep_dir
+from ddd_support.train.runner import train_group
 
 
 @dataclass
@@ -36,15 +46,11 @@ class SweepOutcome:
 @functools.lru_cache(maxsize=2)
 def _worker_arrays(root: str | None, source: str):
     """CIFAR-10 once per worker process (decoded-array cache on disk, then memory)."""
-    from ddd_support.data.cifar import load_cifar10
-
     return load_cifar10(root, source, progress=False)
 
 
 def _worker_device(configured: str) -> str:
     """``cuda:i`` for worker ``i`` (mod the GPUs) when the run asks for ``auto`` and CUDA is there."""
-    import torch
-
     if configured != "auto" or not torch.cuda.is_available():
         return configured
     try:
@@ -59,8 +65,6 @@ def _worker_device(configured: str) -> str:
 
 def train_task(configs: list[dict[str, Any]], outs: list[str], batched: bool = False) -> list[str]:
     """One Dask task: train (or resume, or skip) the given runs; returns their run directories."""
-    from ddd_support.config import TrainConfig
-    from ddd_support.train.runner import train_group
 
     cfgs = [TrainConfig.from_dict({**c, "device": _worker_device(c.get("device", "auto"))}) for c in configs]
     load = lambda: _worker_arrays(cfgs[0].data_root, cfgs[0].data_source)  # noqa: E731
@@ -108,9 +112,6 @@ def make_client(scheduler: str | None, workers: int | None, runs_per_gpu: int = 
     The embedded cluster has one single-threaded worker process per core (``workers`` to
     choose), or one worker per GPU with ``runs_per_gpu`` threads and as many ``GPU`` units.
     """
-    import logging
-
-    import torch
     from distributed import Client, LocalCluster
 
     if scheduler:
@@ -136,7 +137,6 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike, client, batched_seeds: bo
     reported in ``failures``; the other runs go on.
     """
     from distributed import as_completed
-    from tqdm.auto import tqdm
 
     runs = expand(spec)
     groups = sorted(task_groups(runs, batched_seeds), key=estimated_cost, reverse=True)
@@ -190,12 +190,7 @@ def run_sweep_command(spec: SweepSpec, out: str | os.PathLike, scheduler: str | 
     ``sweep.json`` (under a lock, so two sweeps on one folder keep both entries). Returns the folder
     and the failures: runs that raised, runs left incomplete, run directories with another config.
     """
-    import time
 
-    from filelock import FileLock
-
-    from ddd_support.sweeps.spec import sweep_dir
-    from ddd_support.sweeps.results import write_sweep_record
 
     require_dask()
     out = Path(out).resolve()
@@ -238,8 +233,6 @@ def run_sweep_command(spec: SweepSpec, out: str | os.PathLike, scheduler: str | 
 
 def _previous_invocations(folder: Path) -> list[dict[str, Any]]:
     """The invocations ``sweep.json`` already records (none if it is missing or unreadable)."""
-    from ddd_support.errors import DDDError
-    from ddd_support.sweeps.results import RECORD
 
     try:
         return read_json(folder / RECORD).get("invocations", []) if (folder / RECORD).exists() else []

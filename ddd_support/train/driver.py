@@ -22,6 +22,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from ddd_support.config import TrainConfig
 from ddd_support.data import cifar as data_mod
@@ -150,8 +151,6 @@ def _open_runs(cfgs: list[TrainConfig], outs: list, device: torch.device,
 def _epoch_loop(runs: list[RunRecorder], data: list[PreparedData], models: list[MLP], engine: Engine,
                 start: int) -> None:
     """The package's one epoch loop: step every run, then check, evaluate and record each."""
-    from tqdm.auto import tqdm
-
     cfg = runs[0].cfg
     x = data[0].x_train
     ys = torch.stack([d.y_noisy for d in data])
