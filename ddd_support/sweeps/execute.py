@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from ddd_support.config import TrainConfig
 from ddd_support.data.cifar import load_cifar10
 from ddd_support.errors import DDDError
-from ddd_support.files import now_iso, read_json
+from ddd_support.files import atomic_write_json, now_iso, read_json
 from ddd_support.sweeps.results import RECORD, write_sweep_record
 from ddd_support.sweeps.spec import SweepPoint, SweepSpec, expand, run_root, sweep_dir
 from ddd_support.train.runner import train_group
@@ -186,20 +186,24 @@ def run_sweep_command(spec: SweepSpec, out: str | os.PathLike, scheduler: str | 
     """The ``sweep`` command: start or join a cluster, train, then write the sweep's tables and record.
 
     ``out`` is made absolute, so that workers of a remote scheduler write where the tables are read
-    (it must be a shared file system). Every invocation, also an interrupted one, is appended to
-    ``sweep.json`` (under a lock, so two sweeps on one folder keep both entries). Returns the folder
-    and the failures: runs that raised, runs left incomplete, run directories with another config.
+    (it must be a shared file system). Every invocation is recorded in ``sweep.json`` (under a lock,
+    so two sweeps on one folder keep both entries) before anything trains, with status ``started``,
+    and updated when it ends (``finished`` or ``interrupted``): a sweep killed outright stays
+    recorded as ``started``. Returns the folder and the failures: runs that raised, runs left
+    incomplete, run directories with another config.
     """
-
-
     require_dask()
     out = Path(out).resolve()
     t0, started = time.perf_counter(), now_iso()
-    invocation: dict[str, Any] = {"start": started, "workers": 0, "scheduler": scheduler or "LocalCluster",
-                                  "batched_seeds": batched_seeds, "status": "interrupted"}
+    invocation: dict[str, Any] = {"id": uuid.uuid4().hex[:12], "start": started, "workers": 0,
+                                  "scheduler": scheduler or "LocalCluster", "batched_seeds": batched_seeds,
+                                  "status": "started"}
     folder = sweep_dir(out, spec)
     folder.mkdir(parents=True, exist_ok=True)
     failures: dict[str, str] = {}
+    with FileLock(str(folder / ".sweep.lock")):
+        _record_invocation(spec, out, folder, invocation)
+    invocation["status"] = "interrupted"
     try:
         client = make_client(scheduler, workers, runs_per_gpu)
         try:
@@ -218,7 +222,7 @@ def run_sweep_command(spec: SweepSpec, out: str | os.PathLike, scheduler: str | 
     finally:
         invocation["wall_seconds"] = round(time.perf_counter() - t0, 1)
         with FileLock(str(folder / ".sweep.lock")):
-            previous = _previous_invocations(folder)
+            previous = [i for i in _previous_invocations(folder) if i.get("id") != invocation["id"]]
             invocation["failures"] = failures
             _, mismatched = write_sweep_record(spec, out, {"invocations": previous + [invocation]})
     for run_dir in mismatched:
@@ -229,6 +233,20 @@ def run_sweep_command(spec: SweepSpec, out: str | os.PathLike, scheduler: str | 
         failures[str(folder)] = (f"only {record['runs_complete']} of {record['runs_planned']} runs are complete "
                                  f"there; with --scheduler, every worker must see {out} (a shared file system)")
     return folder, failures
+
+
+def _record_invocation(spec: SweepSpec, out: Path, folder: Path, invocation: dict[str, Any]) -> None:
+    """Append ``invocation`` to ``sweep.json``'s invocations (written whole if there is none yet)."""
+    previous = _previous_invocations(folder)
+    if previous or (folder / RECORD).exists():
+        try:
+            record = read_json(folder / RECORD)
+        except DDDError:
+            record = None
+        if record is not None:
+            atomic_write_json(folder / RECORD, {**record, "invocations": previous + [dict(invocation)]})
+            return
+    write_sweep_record(spec, out, {"invocations": previous + [dict(invocation)]})
 
 
 def _previous_invocations(folder: Path) -> list[dict[str, Any]]:

@@ -464,3 +464,25 @@ def test_the_slurm_recipe_writes_gpu_jobs_with_the_gpu_resource():
     assert "#SBATCH --gres=gpu:1" in script and "#SBATCH -p gpu" in script and "#SBATCH -t 01:00:00" in script
     assert "--resources GPU=3" in script and "--nthreads 3" in script and "#SBATCH --cpus-per-task=6" in script
     assert sys.executable in script
+
+
+def test_an_invocation_is_recorded_before_anything_trains_so_a_killed_sweep_stays_recorded(tmp_path, monkeypatch):
+    import logging
+
+    from ddd_support.sweeps import execute
+
+    spec = load_spec(_spec_file(tmp_path))
+    seen = {}
+
+    def killed_at_start(*args, **kwargs):  # where a SIGKILL would leave the record
+        seen["record"] = read_json(tmp_path / "out" / spec.name / "sweep.json")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(execute, "require_dask", lambda: None)
+    monkeypatch.setattr(execute, "make_client", killed_at_start)
+    with pytest.raises(KeyboardInterrupt):
+        execute.run_sweep_command(spec, tmp_path / "out", None, 1, 1, False, False, logging.getLogger("test"))
+    [started] = seen["record"]["invocations"]
+    assert started["status"] == "started" and "wall_seconds" not in started
+    [ended] = read_json(tmp_path / "out" / spec.name / "sweep.json")["invocations"]
+    assert ended["id"] == started["id"] and ended["status"] == "interrupted" and "wall_seconds" in ended
