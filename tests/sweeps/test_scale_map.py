@@ -1,0 +1,107 @@
+"""The scale map: runs placed on its axes, findings per cell, the time axis, the sentences."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ddd_support.analysis.stats import HOLDS, NOT_TESTABLE
+from ddd_support.sweeps.scale_map import (activation_by_length, axis_moves, axis_sentence, cells_sentence,
+                                          finding_cells, length_cells, run_axes)
+from ddd_support.sweeps.spec import SweepSpec
+
+SPEC = SweepSpec.from_dict({
+    "name": "map", "profile": "cpu_mlp7", "grid": {"seed": [0, 1, 2]},
+    "points": [{}, {"batch_size": 256, "seed": 0}, {"batch_size": 256, "seed": 1},
+               {"model": "mlp5", "base_width": 256, "seed": 0}, {"n_train": 2500, "lr": 3e-4, "seed": 0},
+               {"epochs": 300, "seed": 1}]})
+
+
+def test_each_run_is_placed_on_the_one_axis_where_it_leaves_the_base():
+    axes = run_axes(SPEC)
+    where = axes.drop_duplicates("point").set_index("point")["axis"].to_dict()
+    assert where == {"base": "base", "batch_size=256": "batch_size", "base_width=256": "depth",
+                     "n_train=2500,lr=0.0003": "several", "epochs=300": "epochs"}
+    mlp5 = axes[axes["point"] == "base_width=256"].iloc[0]
+    assert (mlp5["width"], mlp5["depth"]) == (512, 4)   # the same width as the base's MLP7, fewer layers
+    assert len(axes[axes["point"] == "base"]) == 3 and len(axes) == 8
+
+
+def test_a_spec_without_a_base_point_cannot_be_mapped():
+    spec = SweepSpec.from_dict({"name": "m", "profile": "cpu_mlp7", "points": [{"lr": 1e-3}, {"lr": 3e-4}]})
+    with pytest.raises(ValueError, match="no base point"):
+        run_axes(spec)
+
+
+def _claims(rows: list[tuple[str, int, float, float, float, str]], claim: str = "large_exists") -> pd.DataFrame:
+    return pd.DataFrame([{"point": p, "model": "mlp5" if p == "base_width=256" else "mlp7", "seed": s,
+                          "claim": claim, "statistic": x, "low": lo, "high": hi, "outcome": "", "verdict": v}
+                         for p, s, x, lo, hi, v in rows])
+
+
+PLANTED = _claims([("base", 0, 2.9, np.nan, np.nan, HOLDS), ("base", 1, 2.5, np.nan, np.nan, HOLDS),
+                   ("base", 2, 1.6, np.nan, np.nan, "fails"),
+                   ("batch_size=256", 0, 1.2, np.nan, np.nan, "fails"),
+                   ("batch_size=256", 1, 1.4, np.nan, np.nan, "fails"),
+                   ("base_width=256", 0, 2.2, np.nan, np.nan, HOLDS),
+                   ("epochs=300", 1, 4.0, np.nan, np.nan, HOLDS)])
+
+
+def test_a_cell_counts_its_seeds_and_gives_the_seed_interval_of_its_statistic():
+    cells = finding_cells(PLANTED, run_axes(SPEC), "large_exists").set_index("point")
+    base = cells.loc["base"]
+    assert (base["runs"], base["testable"], base["holds"]) == (3, 3, 2)
+    assert base["mean"] == pytest.approx(7.0 / 3)
+    half = 4.302653 * np.std([2.9, 2.5, 1.6], ddof=1) / np.sqrt(3)   # t(0.975, 2)
+    assert (base["low"], base["high"]) == pytest.approx((7 / 3 - half, 7 / 3 + half), rel=1e-5)
+    assert cells.loc["batch_size=256", "holds"] == 0 and cells.loc["batch_size=256", "value"] == 256
+    assert "n_train=2500,lr=0.0003" not in cells.index          # no run of it in the table
+
+
+def test_one_testable_seed_keeps_its_own_interval_and_untestable_seeds_are_not_counted():
+    claims = _claims([("base", 0, 0.02, 0.01, 0.03, HOLDS), ("base", 1, np.nan, np.nan, np.nan, NOT_TESTABLE)],
+                     claim="post_fit_rise")
+    base = finding_cells(claims, run_axes(SPEC), "post_fit_rise").iloc[0]
+    assert (base["testable"], base["holds"], base["low"], base["high"]) == (1, 1, 0.01, 0.03)
+
+
+def test_an_axis_moves_a_finding_when_the_share_of_seeds_changes_by_half():
+    cells = finding_cells(PLANTED, run_axes(SPEC), "large_exists")
+    assert axis_moves(cells) == {"batch_size": True, "depth": False, "epochs": False}   # 2/3 -> 0/2, 1/1, 1/1
+    assert axis_sentence(cells) == "moved by batch size; not moved by hidden layers, epochs"
+
+
+def test_sentences_name_every_cell_with_its_counts_and_interval():
+    cells = finding_cells(PLANTED, run_axes(SPEC), "large_exists")
+    text = cells_sentence(cells)
+    assert text.startswith("base: 2 of 3 (2.33 [")
+    assert "batch size 256: 0 of 2 (1.30 [" in text and "hidden layers 4: 1 of 1 (2.20)" in text
+    untestable = finding_cells(_claims([("base", 0, np.nan, np.nan, np.nan, NOT_TESTABLE)]), run_axes(SPEC),
+                               "large_exists")
+    assert cells_sentence(untestable) == "base: not testable"
+    assert axis_sentence(untestable).startswith("not testable at the base point")
+
+
+def _activation(point: str, seed: int, epochs: list[int], growth: list[float], dominance: list[float],
+                model: str = "mlp7") -> pd.DataFrame:
+    rows = []
+    for e, g, d in zip(epochs, growth, dominance):
+        rows.append({"point": point, "model": model, "seed": seed, "epoch": e, "layer": 4, "ratio": 4 * g,
+                     "neuron": 7, "dominance": d, "growth": g})
+        rows.append({"point": point, "model": model, "seed": seed, "epoch": e, "layer": 2, "ratio": 3.0,
+                     "neuron": 1, "dominance": 0.2, "growth": 1.0})
+    return pd.DataFrame(rows)
+
+
+def test_the_time_axis_reads_the_last_snapshot_up_to_each_length():
+    activation = pd.concat([
+        _activation("epochs=300", 1, [0, 40, 50, 126, 251, 300], [1.0, 1.5, 1.6, 1.9, 2.5, 3.0],
+                    [0.1, 0.6, 0.7, 0.9, 1.0, 1.0]),
+        _activation("base", 0, [0, 50, 100, 150], [1.0, 1.2, 2.1, 2.4], [0.1, 0.4, 0.6, 0.9])])
+    by = activation_by_length(activation, run_axes(SPEC)).set_index(["point", "length"])
+    assert list(by.loc["epochs=300"].index) == [50, 100, 150, 300]
+    assert by.loc[("epochs=300", 100), "epoch"] == 50 and by.loc[("epochs=300", 150), "epoch"] == 126
+    assert by.loc[("epochs=300", 150), "verdict"] == "fails" and by.loc[("epochs=300", 300), "verdict"] == HOLDS
+    assert by.loc[("base", 100), "layer"] == 4 and by.loc[("base", 100), "growth"] == 2.1
+    assert 300 not in by.loc["base"].index                      # a 150-epoch run says nothing about 300
+    cells = length_cells(activation_by_length(activation, run_axes(SPEC)))
+    assert list(cells.loc[cells["point"] == "base", "holds"]) == [0, 1, 1]
