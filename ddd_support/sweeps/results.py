@@ -203,11 +203,11 @@ def detail_tables(spec: SweepSpec, out: str | Path) -> tuple[pd.DataFrame, pd.Da
         run = load_run(run_dir)
         key = {"point": r.point, "model": r.config.model, "seed": r.config.seed}
         if r.config.noise_rate > 0:   # without noisy samples the claims about them are not defined
-            claims.append(claims_from(summarise_run(run)).drop(columns=["model", "seed"]).assign(**key))
+            claims.append(claims_from(summarise_run(run)).drop(columns=["model", "seed", "statement"]).assign(**key))
         activation.append(per_image_table(run).assign(**key))
     keys = ["point", "model", "seed"]
     claim_table = (pd.concat(claims, ignore_index=True) if claims
-                   else pd.DataFrame(columns=[*keys, *COLUMNS[2:]]))
+                   else pd.DataFrame(columns=[*keys, *(c for c in COLUMNS[2:] if c != "statement")]))
     act_table = pd.concat(activation, ignore_index=True) if activation else pd.DataFrame(columns=keys)
     order = lambda t: t[[*keys, *[c for c in t.columns if c not in keys]]]  # noqa: E731
     return order(claim_table), order(act_table)

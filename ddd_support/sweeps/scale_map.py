@@ -51,7 +51,7 @@ def axis_values(cfg: TrainConfig) -> dict[str, Any]:
 
 def run_axes(spec: SweepSpec) -> pd.DataFrame:
     """One row per run of ``spec``: point, model, seed, every axis's value, and ``axis``: the one axis
-    on which the run's point leaves the base point (``base`` for it, ``several`` if more than one)."""
+    on which the run leaves the base point's first run (``base`` on none, ``several`` on more)."""
     runs = expand(spec)
     base = [r for r in runs if r.point == BASE]
     if not base:
@@ -62,7 +62,7 @@ def run_axes(spec: SweepSpec) -> pd.DataFrame:
     for r in runs:
         values = axis_values(r.config)
         changed = [a for a in AXES if values[a] != reference[a]]
-        axis = BASE if r.point == BASE else changed[0] if len(changed) == 1 else "several"
+        axis = BASE if not changed else changed[0] if len(changed) == 1 else "several"
         rows.append({"point": r.point, "model": r.config.model, "seed": r.config.seed, **values, "axis": axis})
     return pd.DataFrame(rows)
 
@@ -88,11 +88,11 @@ def cell_summary(runs: pd.DataFrame) -> dict[str, Any]:
 
 def finding_cells(claims: pd.DataFrame, axes: pd.DataFrame, claim: str) -> pd.DataFrame:
     """Per point: its axis and value, and ``cell_summary`` of ``claim`` over its seeds."""
-    runs = finding_runs(claims, axes, claim)
-    return _cells(runs, "point")
+    return cells_of(finding_runs(claims, axes, claim), "point", "model")
 
 
-def _cells(runs: pd.DataFrame, *by: str) -> pd.DataFrame:
+def cells_of(runs: pd.DataFrame, *by: str) -> pd.DataFrame:
+    """``cell_summary`` of ``runs`` (rows with axes, statistic, low, high, verdict) grouped by ``by``."""
     rows = []
     for key, part in runs.groupby(list(by), sort=False):
         first = part.iloc[0]
@@ -104,15 +104,14 @@ def _cells(runs: pd.DataFrame, *by: str) -> pd.DataFrame:
 
 def activation_by_length(activation: pd.DataFrame, axes: pd.DataFrame,
                          lengths: tuple[int, ...] = LENGTHS) -> pd.DataFrame:
-    """The large activation of every run at each run length it reaches: at its last snapshot up to
-    that epoch, the candidate layer (``candidate_layer``), its growth, dominance and ratio, and
+    """The large activation of every run at each of ``lengths`` it reaches and at its own end: at its
+    last snapshot up to that epoch, the candidate layer (``candidate_layer``), its growth, dominance and ratio, and
     ``verdict``: holds when the existence test passes there. Rows carry the run's axes."""
     rows = []
     for key, table in activation.groupby(KEYS, sort=False):
-        for length in lengths:
+        end = int(table["epoch"].max())
+        for length in sorted({*(n for n in lengths if n <= end), end}):
             upto = table[table["epoch"] <= length]
-            if upto.empty or table["epoch"].max() < length:
-                continue
             layer, _ = candidate_layer(upto)
             last = upto[(upto["epoch"] == upto["epoch"].max()) & (upto["layer"] == layer)].iloc[0]
             exists = large_activation_exists(last)
@@ -125,7 +124,29 @@ def activation_by_length(activation: pd.DataFrame, axes: pd.DataFrame,
 
 def length_cells(by_length: pd.DataFrame) -> pd.DataFrame:
     """``cell_summary`` of the large activation's existence per point and run length."""
-    return _cells(by_length, "point", "length")
+    return cells_of(by_length, "point", "model", "length")
+
+
+def activation_runs(by_length: pd.DataFrame, statistic: str = "growth") -> pd.DataFrame:
+    """Each run's large activation at its own full length, with ``statistic`` (growth, dominance or
+    ratio) as the statistic of its cell and the existence test as its verdict."""
+    last = by_length[by_length["length"] == by_length.groupby(KEYS)["length"].transform("max")]
+    return last.assign(statistic=last[statistic])
+
+
+def grid_overview(axes: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell of the map: its axis and value, seeds trained, minutes per run (train and
+    evaluation, as recorded) and final test accuracy (mean over its seeds)."""
+    runs = axes.merge(table[[*KEYS, "train_seconds", "eval_seconds", "final_test_acc"]], on=KEYS, how="inner")
+    rows = []
+    for (point, model), part in runs.groupby(["point", "model"], sort=False):
+        first = part.iloc[0]
+        rows.append({"point": point, "model": model, "axis": first["axis"],
+                     "value": first[first["axis"]] if first["axis"] in AXES else np.nan,
+                     "seeds": ", ".join(str(s) for s in sorted(part["seed"])),
+                     "minutes_per_run": float((part["train_seconds"] + part["eval_seconds"]).mean() / 60),
+                     "final_test_acc": float(part["final_test_acc"].mean())})
+    return pd.DataFrame(rows)
 
 
 def axis_moves(cells: pd.DataFrame) -> dict[str, bool]:
@@ -161,7 +182,8 @@ def cells_sentence(cells: pd.DataFrame, fmt: str = "{:.2f}") -> str:
     parts = []
     for row in cells.itertuples():
         where = BASE if row.axis == BASE else (
-            f"{AXES[row.axis][0]} {_value_text(row.axis, row.value)}" if row.axis in AXES else str(row.point))
+            f"{AXES[row.axis][0]} {_value_text(row.axis, row.value)}" if row.axis in AXES
+            else f"{row.point} ({str(row.model).upper()})")
         parts.append(f"{where}: {_cell_text(row, fmt)}")
     return "; ".join(parts)
 
@@ -177,6 +199,3 @@ def axis_sentence(cells: pd.DataFrame) -> str:
     return text + (f"; not moved by {', '.join(still)}" if still else "")
 
 
-def holding_points(cells: pd.DataFrame, at_least: int = 2) -> list[str]:
-    """Points where the finding holds in at least ``at_least`` seeds, cheapest first is the caller's order."""
-    return list(cells.loc[cells["holds"] >= at_least, "point"])

@@ -105,3 +105,44 @@ def test_the_time_axis_reads_the_last_snapshot_up_to_each_length():
     assert 300 not in by.loc["base"].index                      # a 150-epoch run says nothing about 300
     cells = length_cells(activation_by_length(activation, run_axes(SPEC)))
     assert list(cells.loc[cells["point"] == "base", "holds"]) == [0, 1, 1]
+
+
+def test_a_run_of_another_model_in_the_base_point_is_placed_on_the_depth_axis():
+    spec = SweepSpec.from_dict({"name": "m", "profile": "cpu_mlp7", "grid": {"model": ["mlp7", "mlp5"]},
+                                "points": [{}, {"lr": 3e-4}]})
+    axes = run_axes(spec).set_index(["point", "model"])["axis"]
+    assert axes.to_dict() == {("base", "mlp7"): "base", ("base", "mlp5"): "several",
+                              ("lr=0.0003", "mlp7"): "lr", ("lr=0.0003", "mlp5"): "several"}
+
+
+def test_each_runs_activation_cell_reads_its_own_full_length_and_the_chosen_statistic():
+    from ddd_support.sweeps.scale_map import activation_runs, cells_of
+
+    activation = pd.concat([
+        _activation("epochs=300", 1, [0, 150, 300], [1.0, 1.6, 3.0], [0.1, 0.7, 1.0]),
+        _activation("base", 0, [0, 150], [1.0, 2.4], [0.1, 0.9]),
+        _activation("base", 1, [0, 150], [1.0, 1.5], [0.1, 0.98])])
+    runs = activation_runs(activation_by_length(activation, run_axes(SPEC)), "dominance")
+    assert sorted(zip(runs["point"], runs["length"], runs["statistic"])) == [
+        ("base", 150, 0.9), ("base", 150, 0.98), ("epochs=300", 300, 1.0)]
+    base = cells_of(runs, "point", "model").set_index("point").loc["base"]
+    assert (base["holds"], base["testable"], base["mean"]) == (1, 2, pytest.approx(0.94))
+
+
+def test_the_grid_overview_gives_each_cell_its_seeds_cost_and_accuracy():
+    from ddd_support.sweeps.scale_map import grid_overview
+
+    table = pd.DataFrame({"point": ["base", "base", "batch_size=256"], "model": "mlp7", "seed": [0, 1, 0],
+                          "train_seconds": [240.0, 300.0, 100.0], "eval_seconds": [60.0, 0.0, 20.0],
+                          "final_test_acc": [0.3, 0.4, 0.2]})
+    view = grid_overview(run_axes(SPEC), table).set_index("point")
+    assert list(view.index) == ["base", "batch_size=256"]
+    assert view.loc["base", "seeds"] == "0, 1" and view.loc["base", "minutes_per_run"] == 5.0
+    assert view.loc["base", "final_test_acc"] == pytest.approx(0.35)
+    assert (view.loc["batch_size=256", "axis"], view.loc["batch_size=256", "value"]) == ("batch_size", 256)
+
+
+def test_a_run_shorter_than_every_length_is_read_at_its_end():
+    activation = _activation("base", 0, [0, 20, 40], [1.0, 1.5, 2.2], [0.1, 0.5, 0.8])
+    by = activation_by_length(activation, run_axes(SPEC))
+    assert list(by["length"]) == [40] and list(by["verdict"]) == [HOLDS]
