@@ -146,3 +146,44 @@ def test_a_run_shorter_than_every_length_is_read_at_its_end():
     activation = _activation("base", 0, [0, 20, 40], [1.0, 1.5, 2.2], [0.1, 0.5, 0.8])
     by = activation_by_length(activation, run_axes(SPEC))
     assert list(by["length"]) == [40] and list(by["verdict"]) == [HOLDS]
+
+
+@pytest.mark.slow
+def test_a_sweep_writes_and_exports_the_tables_the_map_reads(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from ddd_support.analysis.claims import CLAIMS
+    from ddd_support.files import read_json
+    from ddd_support.sweeps.results import read_detail_tables, read_sweep
+    from tests.conftest import REPO, write_image_folder
+
+    root = write_image_folder(tmp_path / "imgs", per_class=8)
+    env = {**os.environ, "DDD_DATA_ROOT": str(root), "DDD_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    spec = tmp_path / "map.yaml"
+    spec.write_text(json.dumps({"name": "map", "profile": "smoke", "grid": {"model": ["mlp3"]},
+                                "set": {"n_train": 60, "n_test": 40, "epochs": 4, "probe_per_class": 1},
+                                "points": [{}, {"batch_size": 16}]}))
+    proc = subprocess.run([sys.executable, "-m", "ddd_support", "-q", "sweep", str(spec), "--out", str(tmp_path / "out"),
+                           "--workers", "1", "--export", str(tmp_path / "ref")], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    claims, activation = read_detail_tables(tmp_path / "ref" / "map")
+    assert sorted(set(claims["point"])) == ["base", "batch_size=16"] and len(claims) == 2 * len(CLAIMS)
+    run_dir = tmp_path / "out" / "map" / "base" / "smoke" / "mlp3" / "seed0"
+    snapshots = read_json(run_dir / "config.json")["snapshot_epochs"]
+    base = activation[activation["point"] == "base"]
+    assert sorted(set(base["epoch"])) == snapshots and set(base["layer"]) == {1, 2}
+    _, table, _, _ = read_sweep(tmp_path / "ref" / "map")
+    exists = claims.set_index(["point", "claim"])["verdict"].xs("large_exists", level="claim")
+    assert (table.set_index("point")["claim_large_exists"] == exists).all()   # the same verdicts as sweep.csv
+
+
+def test_a_sweep_folder_without_the_map_tables_says_how_to_write_them(tmp_path):
+    from ddd_support.errors import RunDirError
+    from ddd_support.sweeps.results import read_detail_tables
+
+    with pytest.raises(RunDirError, match="run its sweep command again"):
+        read_detail_tables(tmp_path)
