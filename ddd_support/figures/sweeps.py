@@ -173,16 +173,21 @@ def plot_growth_over_epochs(activation: pd.DataFrame, axes: pd.DataFrame, title:
     """The large activation's growth (per-image ratio over its initial value) against epoch, one line
     per run, for the layer that is each run's candidate at its end; one colour per point."""
     from ddd_support.analysis.large_activation import candidate_layer
+    from ddd_support.sweeps.scale_map import AXES, cell_label
 
     fig, ax = plt.subplots(figsize=(8.0, 3.6))
-    points = list(dict.fromkeys(axes["point"]))
-    colors = [*NOISE_COLORS]
-    for (point, model, seed), table in activation.groupby(["point", "model", "seed"], sort=False):
+    labels = {(r.point, r.model): cell_label(r.axis, getattr(r, r.axis) if r.axis in AXES else None, r.point, r.model)
+              for r in axes.itertuples()}
+    order = list(dict.fromkeys(labels.values()))
+    shown: set[str] = set()
+    for (point, model, _), table in activation.groupby(["point", "model", "seed"], sort=False):
         layer, _ = candidate_layer(table)
         line = table[table["layer"] == layer].sort_values("epoch")
-        color = colors[points.index(point) % len(colors)] if point in points else "grey"
+        label = labels.get((point, model), point)
+        color = NOISE_COLORS[order.index(label) % len(NOISE_COLORS)] if label in order else "grey"
         ax.plot(line["epoch"], line["growth"], color=color, linewidth=1.3, alpha=0.85,
-                label=point if seed == min(activation.loc[activation["point"] == point, "seed"]) else None)
+                label=None if label in shown else label)
+        shown.add(label)
     ax.axhline(threshold, color="grey", linestyle="--", linewidth=1)
     epoch_axis(ax, float(activation["epoch"].max()))
     ax.set_ylabel("growth of the per-image ratio\n(x its value at initialisation)")

@@ -177,15 +177,19 @@ def _cell_text(row: pd.Series | Any, fmt: str) -> str:
     return f"{row.holds} of {row.testable} ({stat})"
 
 
+def cell_label(axis: str, value: Any, point: str, model: str) -> str:
+    """How a cell is named in sentences and legends: ``base``, ``batch size 256``, or its point and model."""
+    if axis == BASE:
+        return BASE
+    if axis in AXES:
+        return f"{AXES[axis][0]} {_value_text(axis, value)}"
+    return f"{point} ({str(model).upper()})"
+
+
 def cells_sentence(cells: pd.DataFrame, fmt: str = "{:.2f}") -> str:
     """Where a finding holds, cell by cell: "base: 2 of 3 (2.41 [1.2, 3.6]); batch size 256: 0 of 2 (...)"."""
-    parts = []
-    for row in cells.itertuples():
-        where = BASE if row.axis == BASE else (
-            f"{AXES[row.axis][0]} {_value_text(row.axis, row.value)}" if row.axis in AXES
-            else f"{row.point} ({str(row.model).upper()})")
-        parts.append(f"{where}: {_cell_text(row, fmt)}")
-    return "; ".join(parts)
+    return "; ".join(f"{cell_label(row.axis, row.value, row.point, row.model)}: {_cell_text(row, fmt)}"
+                     for row in cells.itertuples())
 
 
 def axis_sentence(cells: pd.DataFrame) -> str:

@@ -39,3 +39,10 @@ def test_growth_over_epochs_draws_each_runs_candidate_layer():
     lines = [line for line in fig.axes[0].get_lines() if len(line.get_xdata()) > 2]
     assert [list(line.get_ydata()) for line in lines] == [[1.0, 1.2, 2.1, 2.4], [1.0, 1.1, 1.3]]
     assert np.isclose(fig.axes[0].get_lines()[-1].get_ydata()[0], 2.0)  # the threshold line
+
+
+def test_growth_lines_are_named_by_their_cell_once_each():
+    activation = pd.concat([_activation("base", s, [0, 50, 150], [1.0, 1.2, 2.4], [0.1, 0.4, 0.9]) for s in (0, 1)]
+                           + [_activation("batch_size=256", 0, [0, 50, 150], [1.0, 1.1, 1.3], [0.1, 0.2, 0.3])])
+    fig = plot_growth_over_epochs(activation, run_axes(SPEC), "Growth")
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["base", "batch size 256"]
