@@ -42,6 +42,9 @@ MOVE_SHARE = 0.5
 #: Run lengths at which the large activation is read off every run long enough.
 LENGTHS: tuple[int, ...] = (50, 100, 150, 300)
 KEYS = ["point", "model", "seed"]
+#: Config keys the axes read or that name a run; any other difference from the base is off the map.
+_ON_THE_MAP = frozenset({"n_train", "batch_size", "base_width", "hidden_widths", "model", "lr", "epochs", "seed",
+                         "profile", "threads", "progress", "device", "data_root"})
 
 
 def axis_values(cfg: TrainConfig) -> dict[str, Any]:
@@ -51,18 +54,21 @@ def axis_values(cfg: TrainConfig) -> dict[str, Any]:
 
 def run_axes(spec: SweepSpec) -> pd.DataFrame:
     """One row per run of ``spec``: point, model, seed, every axis's value, and ``axis``: the one axis
-    on which the run leaves the base point's first run (``base`` on none, ``several`` on more)."""
+    on which the run leaves the base point's first run (``base`` on none, ``several`` on more or on
+    a value that no axis shows, such as the noise rate)."""
     runs = expand(spec)
     base = [r for r in runs if r.point == BASE]
     if not base:
         raise ValueError(f"sweep {spec.name} has no base point (an empty entry under points): "
                          "the scale map compares every point with it")
     reference = axis_values(base[0].config)
+    rest = lambda c: {k: v for k, v in c.to_dict().items() if k not in _ON_THE_MAP}  # noqa: E731
     rows = []
     for r in runs:
         values = axis_values(r.config)
         changed = [a for a in AXES if values[a] != reference[a]]
-        axis = BASE if not changed else changed[0] if len(changed) == 1 else "several"
+        off_map = rest(r.config) != rest(base[0].config)   # e.g. another noise rate: on no axis of the map
+        axis = "several" if off_map or len(changed) > 1 else changed[0] if changed else BASE
         rows.append({"point": r.point, "model": r.config.model, "seed": r.config.seed, **values, "axis": axis})
     return pd.DataFrame(rows)
 

@@ -187,3 +187,8 @@ def test_a_sweep_folder_without_the_map_tables_says_how_to_write_them(tmp_path):
 
     with pytest.raises(RunDirError, match="run its sweep command again"):
         read_detail_tables(tmp_path)
+
+
+def test_a_point_that_changes_a_value_off_the_map_is_on_no_axis():
+    spec = SweepSpec.from_dict({"name": "m", "profile": "cpu_mlp7", "points": [{}, {"noise_rate": 0.1}]})
+    assert list(run_axes(spec)["axis"]) == ["base", "several"]
