@@ -198,6 +198,16 @@ def cells_sentence(cells: pd.DataFrame, fmt: str = "{:.2f}") -> str:
                      for row in cells.itertuples())
 
 
+def length_sentence(cells: pd.DataFrame, fmt: str = "{:.2f}x") -> str:
+    """The time axis in words, cell by cell: "base: epoch 50 0 of 3 (1.1x ...), epoch 150 2 of 3 (...)"."""
+    parts = []
+    for (point, model), part in cells.groupby(["point", "model"], sort=False):
+        first = part.iloc[0]
+        steps = ", ".join(f"epoch {int(row.length)} {_cell_text(row, fmt)}" for row in part.itertuples())
+        parts.append(f"{cell_label(first['axis'], first['value'], point, model)}: {steps}")
+    return "; ".join(parts)
+
+
 def axis_sentence(cells: pd.DataFrame) -> str:
     """Which axes move a finding and which do not, by ``axis_moves``."""
     moves = axis_moves(cells)

@@ -192,3 +192,14 @@ def test_a_sweep_folder_without_the_map_tables_says_how_to_write_them(tmp_path):
 def test_a_point_that_changes_a_value_off_the_map_is_on_no_axis():
     spec = SweepSpec.from_dict({"name": "m", "profile": "cpu_mlp7", "points": [{}, {"noise_rate": 0.1}]})
     assert list(run_axes(spec)["axis"]) == ["base", "several"]
+
+
+def test_the_time_axis_in_words_lists_each_cells_lengths_in_order():
+    from ddd_support.sweeps.scale_map import length_sentence
+
+    activation = pd.concat([_activation("base", 0, [0, 50, 100, 150], [1.0, 1.2, 2.1, 2.4], [0.1, 0.4, 0.6, 0.9]),
+                            _activation("epochs=300", 1, [0, 50, 300], [1.0, 1.1, 3.0], [0.1, 0.3, 1.0])])
+    text = length_sentence(length_cells(activation_by_length(activation, run_axes(SPEC))))
+    assert text == ("base: epoch 50 0 of 1 (1.20x), epoch 100 1 of 1 (2.10x), epoch 150 1 of 1 (2.40x); "
+                    "epochs 300: epoch 50 0 of 1 (1.10x), epoch 100 0 of 1 (1.10x), epoch 150 0 of 1 (1.10x), "
+                    "epoch 300 1 of 1 (3.00x)")
