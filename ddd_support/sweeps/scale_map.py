@@ -208,6 +208,21 @@ def length_sentence(cells: pd.DataFrame, fmt: str = "{:.2f}x") -> str:
     return "; ".join(parts)
 
 
+def profile_sentence(cells: pd.DataFrame, at_least: int = 2) -> str:
+    """Which cells meet the profile criterion (the finding holds in at least ``at_least`` seeds), or,
+    if none does, that none does and where it holds in fewer."""
+    def names(rows: pd.DataFrame) -> str:
+        return ", ".join(f"{cell_label(r.axis, r.value, r.point, r.model)} ({r.holds} of {r.testable})"
+                         for r in rows.itertuples())
+
+    met = cells[cells["holds"] >= at_least]
+    if len(met):
+        return f"it holds in at least {at_least} seeds at {names(met)}"
+    some = cells[cells["holds"] > 0]
+    return (f"no cell of the map shows it in {at_least} seeds or more"
+            + (f"; it holds in fewer at {names(some)}" if len(some) else ", nor in any seed at all"))
+
+
 def axis_sentence(cells: pd.DataFrame) -> str:
     """Which axes move a finding and which do not, by ``axis_moves``."""
     moves = axis_moves(cells)

@@ -203,3 +203,14 @@ def test_the_time_axis_in_words_lists_each_cells_lengths_in_order():
     assert text == ("base: epoch 50 0 of 1 (1.20x), epoch 100 1 of 1 (2.10x), epoch 150 1 of 1 (2.40x); "
                     "epochs 300: epoch 50 0 of 1 (1.10x), epoch 100 0 of 1 (1.10x), epoch 150 0 of 1 (1.10x), "
                     "epoch 300 1 of 1 (3.00x)")
+
+
+def test_the_profile_criterion_names_the_cells_that_meet_it_or_says_none_does():
+    from ddd_support.sweeps.scale_map import profile_sentence
+
+    cells = finding_cells(PLANTED, run_axes(SPEC), "large_exists")
+    assert profile_sentence(cells) == "it holds in at least 2 seeds at base (2 of 3)"
+    assert profile_sentence(cells, at_least=3) == ("no cell of the map shows it in 3 seeds or more; it holds in "
+                                                   "fewer at base (2 of 3), hidden layers 4 (1 of 1), epochs 300 (1 of 1)")
+    none = cells.assign(holds=0)
+    assert profile_sentence(none) == "no cell of the map shows it in 2 seeds or more, nor in any seed at all"
