@@ -142,12 +142,13 @@ def plot_finding_map(runs: pd.DataFrame, cells: pd.DataFrame, title: str, ylabel
             jitter = np.linspace(-0.12, 0.12, len(seeds)) if len(seeds) > 1 else [0.0]
             for (_, r), dx in zip(seeds.iterrows(), jitter):
                 if np.isfinite(r["statistic"]):
-                    ax.plot(pos[row.x] + dx, scale * r["statistic"], "o", color=VERDICT_COLORS.get(r["verdict"], "grey"),
-                            markersize=5, alpha=0.9)
+                    ax.plot(pos[row.x] + dx, scale * r["statistic"], "o", markersize=5, alpha=0.9,
+                            color=VERDICT_COLORS.get(r["verdict"], "grey"))
             if np.isfinite(row.mean):
                 lo = row.low if np.isfinite(row.low) else row.mean
                 hi = row.high if np.isfinite(row.high) else row.mean
-                ax.errorbar(pos[row.x] + 0.25, scale * row.mean, yerr=[[scale * (row.mean - lo)], [scale * (hi - row.mean)]],
+                ax.errorbar(pos[row.x] + 0.25, scale * row.mean,
+                            yerr=[[scale * (row.mean - lo)], [scale * (hi - row.mean)]],
                             fmt="_", color="black", capsize=3, markersize=10)
         labels = [f"{v:g}" + ("\n(base)" if v == base_value else "") for v in order]
         ax.set_xticks(range(len(order)), labels)

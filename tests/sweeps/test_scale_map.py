@@ -166,8 +166,8 @@ def test_a_sweep_writes_and_exports_the_tables_the_map_reads(tmp_path):
     spec.write_text(json.dumps({"name": "map", "profile": "smoke", "grid": {"model": ["mlp3"]},
                                 "set": {"n_train": 60, "n_test": 40, "epochs": 4, "probe_per_class": 1},
                                 "points": [{}, {"batch_size": 16}]}))
-    proc = subprocess.run([sys.executable, "-m", "ddd_support", "-q", "sweep", str(spec), "--out", str(tmp_path / "out"),
-                           "--workers", "1", "--export", str(tmp_path / "ref")], cwd=REPO, env=env,
+    proc = subprocess.run([sys.executable, "-m", "ddd_support", "-q", "sweep", str(spec),
+                           "--out", str(tmp_path / "out"), "--workers", "1", "--export", str(tmp_path / "ref")], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     claims, activation = read_detail_tables(tmp_path / "ref" / "map")
@@ -210,7 +210,8 @@ def test_the_profile_criterion_names_the_cells_that_meet_it_or_says_none_does():
 
     cells = finding_cells(PLANTED, run_axes(SPEC), "large_exists")
     assert profile_sentence(cells) == "it holds in at least 2 seeds at base (2 of 3)"
-    assert profile_sentence(cells, at_least=3) == ("no cell of the map shows it in 3 seeds or more; it holds in "
-                                                   "fewer at base (2 of 3), hidden layers 4 (1 of 1), epochs 300 (1 of 1)")
+    assert profile_sentence(cells, at_least=3) == (
+        "no cell of the map shows it in 3 seeds or more; it holds in "
+        "fewer at base (2 of 3), hidden layers 4 (1 of 1), epochs 300 (1 of 1)")
     none = cells.assign(holds=0)
     assert profile_sentence(none) == "no cell of the map shows it in 2 seeds or more, nor in any seed at all"
