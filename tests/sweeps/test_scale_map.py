@@ -167,8 +167,8 @@ def test_a_sweep_writes_and_exports_the_tables_the_map_reads(tmp_path):
                                 "set": {"n_train": 60, "n_test": 40, "epochs": 4, "probe_per_class": 1},
                                 "points": [{}, {"batch_size": 16}]}))
     proc = subprocess.run([sys.executable, "-m", "ddd_support", "-q", "sweep", str(spec),
-                           "--out", str(tmp_path / "out"), "--workers", "1", "--export", str(tmp_path / "ref")], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+                           "--out", str(tmp_path / "out"), "--workers", "1", "--export", str(tmp_path / "ref")],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     claims, activation = read_detail_tables(tmp_path / "ref" / "map")
     assert sorted(set(claims["point"])) == ["base", "batch_size=16"] and len(claims) == 2 * len(CLAIMS)
