@@ -213,6 +213,15 @@ PROFILES: dict[str, Profile] = {
                     lr_schedule="cosine", snapshot_dense_until=10, snapshot_per_decade=10,
                     probe_per_class=50),
     ),
+    "cpu_mlp7": Profile(
+        name="cpu_mlp7",
+        description="MLP7 only (width 512) on 5,000 training images, batch 64, Adam lr 1e-4, 150 epochs: "
+                    "about 5 minutes per seed on one core; the recipe of the scale map (chapter 08) in "
+                    "which the large-activation claims can be tested.",
+        models=("mlp7",),
+        values=dict(n_train=5000, n_test=2000, base_width=128, epochs=150, batch_size=64, lr=1e-4,
+                    snapshot_dense_until=10, snapshot_per_decade=10, probe_per_class=20),
+    ),
 }
 
 

@@ -109,3 +109,89 @@ def _finish_width_axes(ax: plt.Axes, widths: pd.Series, ylabel: str, title: str)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     outside_legend(ax)
+
+
+# --------------------------------------------------------------------------- the scale map (chapter 08)
+#: Colour of a run's verdict on the scale map.
+VERDICT_COLORS: dict[str, str] = {"holds": OKABE_ITO["bluish green"], "fails": OKABE_ITO["vermillion"],
+                                  "not testable": "#999999"}
+
+
+@styled
+def plot_finding_map(runs: pd.DataFrame, cells: pd.DataFrame, title: str, ylabel: str,
+                     threshold: float | None = None, log: bool = False, scale: float = 1.0) -> Figure:
+    """One panel per axis of the scale map: each run's statistic (dots coloured by its verdict) and
+    each cell's mean with its interval (black), at the base value and the axis's other values.
+
+    ``runs``: ``scale_map.finding_runs``; ``cells``: ``scale_map.finding_cells``; ``threshold``:
+    a dashed line where the verdict's cut lies; ``scale`` multiplies the statistic (100: points).
+    """
+    from ddd_support.sweeps.scale_map import AXES, BASE
+
+    axes_shown = [a for a in AXES if (cells["axis"] == a).any()]
+    base_cells = cells[cells["axis"] == BASE]
+    fig, panels = plt.subplots(1, max(len(axes_shown), 1), figsize=(MAX_WIDTH, 3.0), sharey=True, squeeze=False)
+    for ax, axis in zip(panels[0], axes_shown):
+        part = cells[cells["axis"].isin([axis, BASE])].copy()
+        base_value = runs.loc[runs["axis"] == BASE, axis].iloc[0] if len(base_cells) else None
+        part["x"] = [base_value if a == BASE else v for a, v in zip(part["axis"], part["value"])]
+        order = sorted(part["x"].unique())
+        pos = {v: i for i, v in enumerate(order)}
+        for row in part.itertuples():
+            seeds = runs[runs["point"] == row.point]
+            jitter = np.linspace(-0.12, 0.12, len(seeds)) if len(seeds) > 1 else [0.0]
+            for (_, r), dx in zip(seeds.iterrows(), jitter):
+                if np.isfinite(r["statistic"]):
+                    ax.plot(pos[row.x] + dx, scale * r["statistic"], "o", markersize=5, alpha=0.9,
+                            color=VERDICT_COLORS.get(r["verdict"], "grey"))
+            if np.isfinite(row.mean):
+                lo = row.low if np.isfinite(row.low) else row.mean
+                hi = row.high if np.isfinite(row.high) else row.mean
+                ax.errorbar(pos[row.x] + 0.25, scale * row.mean,
+                            yerr=[[scale * (row.mean - lo)], [scale * (hi - row.mean)]],
+                            fmt="_", color="black", capsize=3, markersize=10)
+        labels = [f"{v:g}" + ("\n(base)" if v == base_value else "") for v in order]
+        ax.set_xticks(range(len(order)), labels)
+        ax.set_xlim(-0.6, len(order) - 0.4)
+        ax.set_xlabel(AXES[axis][0])
+        ax.grid(axis="x", visible=False)
+        if threshold is not None:
+            ax.axhline(scale * threshold, color="grey", linestyle="--", linewidth=1)
+    if log:
+        panels[0][0].set_yscale("log")
+    panels[0][0].set_ylabel(ylabel)
+    for verdict, color in VERDICT_COLORS.items():
+        panels[0][-1].plot([], [], "o", color=color, label=f"one run: {verdict}")
+    panels[0][-1].errorbar([], [], yerr=[], fmt="_", color="black", capsize=3, label="mean, 95% interval")
+    outside_legend(panels[0][-1])
+    fig.suptitle(title, y=1.02)
+    return fig
+
+
+@styled
+def plot_growth_over_epochs(activation: pd.DataFrame, axes: pd.DataFrame, title: str,
+                            threshold: float = 2.0) -> Figure:
+    """The large activation's growth (per-image ratio over its initial value) against epoch, one line
+    per run, for the layer that is each run's candidate at its end; one colour per point."""
+    from ddd_support.analysis.large_activation import candidate_layer
+    from ddd_support.sweeps.scale_map import AXES, cell_label
+
+    fig, ax = plt.subplots(figsize=(8.0, 3.6))
+    labels = {(r.point, r.model): cell_label(r.axis, getattr(r, r.axis) if r.axis in AXES else None, r.point, r.model)
+              for r in axes.itertuples()}
+    order = list(dict.fromkeys(labels.values()))
+    shown: set[str] = set()
+    for (point, model, _), table in activation.groupby(["point", "model", "seed"], sort=False):
+        layer, _ = candidate_layer(table)
+        line = table[table["layer"] == layer].sort_values("epoch")
+        label = labels.get((point, model), point)
+        color = NOISE_COLORS[order.index(label) % len(NOISE_COLORS)] if label in order else "grey"
+        ax.plot(line["epoch"], line["growth"], color=color, linewidth=1.3, alpha=0.85,
+                label=None if label in shown else label)
+        shown.add(label)
+    ax.axhline(threshold, color="grey", linestyle="--", linewidth=1)
+    epoch_axis(ax, float(activation["epoch"].max()))
+    ax.set_ylabel("growth of the per-image ratio\n(x its value at initialisation)")
+    ax.set_title(title)
+    outside_legend(ax)
+    return fig

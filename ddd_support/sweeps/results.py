@@ -40,6 +40,10 @@ SWEEP_TABLE, EPOCH_TABLE, RECORD = "sweep.csv", "sweep_epochs.csv", "sweep.json"
 #: Per-image test correctness of every run (bit-packed), so the rise can be checked on read.
 CORRECT_FILE = "sweep_test_correct.npz"
 FILES: tuple[str, ...] = (RECORD, SWEEP_TABLE, EPOCH_TABLE, CORRECT_FILE, "spec.yaml")
+#: Every claim's statistic and interval per run, and the large activation per run, snapshot and
+#: layer (``detail_tables``): the scale map reads them; sweeps written before them lack them.
+CLAIMS_TABLE, ACTIVATION_TABLE = "sweep_claims.csv", "sweep_activation.csv"
+DETAIL_FILES: tuple[str, ...] = (CLAIMS_TABLE, ACTIVATION_TABLE)
 #: Columns of ``sweep.csv`` besides the varied keys and the claims.
 RUN_COLUMNS: tuple[str, ...] = (
     "point", "model", "seed", "n_train", "n_test", "epochs", "widths", "noise_rate", "lr",
@@ -185,25 +189,10 @@ def sweep_tables(spec: SweepSpec, out: str | Path
     """``sweep.csv``, ``sweep_epochs.csv`` and per-image correctness of every complete run of ``spec``
     whose recorded configuration is the spec's; the run directories that hold another are listed last."""
     from ddd_support.runs.reader import load_run
-    from ddd_support.runs.schema import config_differences, run_directory
 
-    rows, curves, correct, mismatched = [], [], {}, []
-    for r in expand(spec):
-        run_dir = run_directory(run_root(out, spec, r.point), r.config.profile, r.config.model, r.config.seed)
-        if not (run_dir / CONFIG_FILE).exists():
-            continue
-        state = read_json(run_dir / CONFIG_FILE)
-        wanted = r.config.to_dict()
-        recorded = TrainConfig.from_dict(state.get("config", {})).to_dict()
-        if config_differences(recorded, wanted, resume_insensitive_keys(r.config) | {"epochs"}):
-            mismatched.append(str(run_dir))
-            continue
-        if not state_is_complete(state, r.config.epochs):
-            continue
-        if int(state["epochs_done"]) != r.config.epochs:  # a longer run's rows are not this spec's results
-            mismatched.append(f"{run_dir} (trained to {state['epochs_done']} epochs, the spec asks for "
-                              f"{r.config.epochs})")
-            continue
+    rows, curves, correct = [], [], {}
+    finished, mismatched = complete_runs(spec, out)
+    for r, run_dir in finished:
         run = load_run(run_dir)
         rows.append(run_row(r, run))
         correct[run_key(r.point, r.config.model, r.config.seed)] = run.test_correct
@@ -217,6 +206,63 @@ def sweep_tables(spec: SweepSpec, out: str | Path
     return table, epochs, correct, mismatched
 
 
+def complete_runs(spec: SweepSpec, out: str | Path) -> tuple[list[tuple[SweepPoint, Path]], list[str]]:
+    """The complete runs of ``spec`` under ``out`` whose recorded configuration is the spec's, with
+    their directories, and the run directories that hold another configuration."""
+    from ddd_support.runs.schema import config_differences, run_directory
+
+    finished, mismatched = [], []
+    for r in expand(spec):
+        run_dir = run_directory(run_root(out, spec, r.point), r.config.profile, r.config.model, r.config.seed)
+        if not (run_dir / CONFIG_FILE).exists():
+            continue
+        state = read_json(run_dir / CONFIG_FILE)
+        recorded = TrainConfig.from_dict(state.get("config", {})).to_dict()
+        if config_differences(recorded, r.config.to_dict(), resume_insensitive_keys(r.config) | {"epochs"}):
+            mismatched.append(str(run_dir))
+        elif not state_is_complete(state, r.config.epochs):
+            continue
+        elif int(state["epochs_done"]) != r.config.epochs:  # a longer run's rows are not this spec's results
+            mismatched.append(f"{run_dir} (trained to {state['epochs_done']} epochs, the spec asks for "
+                              f"{r.config.epochs})")
+        else:
+            finished.append((r, run_dir))
+    return finished, mismatched
+
+
+def detail_tables(spec: SweepSpec, out: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per complete run of ``spec``: every claim with its statistic and interval (``CLAIMS_TABLE``),
+    and the per-image large activation of every snapshot and layer (``ACTIVATION_TABLE``)."""
+    from ddd_support.analysis.claims import COLUMNS, claims_from
+    from ddd_support.analysis.large_activation import per_image_table
+    from ddd_support.analysis.summary import summarise_run
+    from ddd_support.runs.reader import load_run
+
+    claims, activation = [], []
+    for r, run_dir in complete_runs(spec, out)[0]:
+        run = load_run(run_dir)
+        key = {"point": r.point, "model": r.config.model, "seed": r.config.seed}
+        if r.config.noise_rate > 0:   # without noisy samples the claims about them are not defined
+            claims.append(claims_from(summarise_run(run)).drop(columns=["model", "seed", "statement"]).assign(**key))
+        activation.append(per_image_table(run).assign(**key))
+    keys = ["point", "model", "seed"]
+    claim_table = (pd.concat(claims, ignore_index=True) if claims
+                   else pd.DataFrame(columns=[*keys, *(c for c in COLUMNS[2:] if c != "statement")]))
+    act_table = pd.concat(activation, ignore_index=True) if activation else pd.DataFrame(columns=keys)
+    order = lambda t: t[[*keys, *[c for c in t.columns if c not in keys]]]  # noqa: E731
+    return order(claim_table), order(act_table)
+
+
+def read_detail_tables(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A sweep folder's ``CLAIMS_TABLE`` and ``ACTIVATION_TABLE``; a RunDirError says how to write them."""
+    folder = Path(folder)
+    missing = [name for name in DETAIL_FILES if not (folder / name).exists()]
+    if missing:
+        raise RunDirError(f"{folder} lacks {', '.join(missing)}: its tables were written by an older version; "
+                          "run its sweep command again (finished runs are not retrained) to write them")
+    return pd.read_csv(folder / CLAIMS_TABLE), pd.read_csv(folder / ACTIVATION_TABLE)
+
+
 def write_sweep_record(spec: SweepSpec, out: str | Path, extra: dict[str, Any]) -> tuple[Path, list[str]]:
     """Write ``sweep.csv``, ``sweep_epochs.csv``, ``sweep_test_correct.npz``, ``spec.yaml`` and
     ``sweep.json`` (spec, provenance, ``extra``); returns the folder and the run directories that
@@ -228,6 +274,8 @@ def write_sweep_record(spec: SweepSpec, out: str | Path, extra: dict[str, Any]) 
     table, epochs, correct, mismatched = sweep_tables(spec, out)
     atomic_write_text(folder / SWEEP_TABLE, table.to_csv(index=False, float_format="%.10g"))
     atomic_write_text(folder / EPOCH_TABLE, epochs.to_csv(index=False, float_format="%.6g"))
+    for name, detail in zip(DETAIL_FILES, detail_tables(spec, out)):
+        atomic_write_text(folder / name, detail.to_csv(index=False, float_format="%.6g"))
     atomic_savez(folder / CORRECT_FILE, **{k: np.packbits(v.astype(bool), axis=1) for k, v in correct.items()},
                  **{f"{k}|n_test": np.int64(v.shape[1]) for k, v in correct.items()})
     atomic_write_text(folder / "spec.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
@@ -309,11 +357,12 @@ def read_correct(path: Path) -> dict[str, np.ndarray]:
 
 
 def export_sweep(folder: str | Path, dest: str | Path) -> Path:
-    """Copy a finished sweep's tables and record (no run directories) to ``dest/NAME``."""
+    """Copy a finished sweep's tables and record (no run directories) to ``dest/NAME``; the detail
+    tables (``DETAIL_FILES``) where the sweep has them."""
     spec, _, _, _ = read_sweep(folder)
     target = Path(dest) / spec.name
     target.mkdir(parents=True, exist_ok=True)
-    for name in FILES:
+    for name in (*FILES, *(n for n in DETAIL_FILES if (Path(folder) / n).exists())):
         shutil.copyfile(Path(folder) / name, target / f".{name}.tmp")
         (target / f".{name}.tmp").replace(target / name)
     return target

@@ -24,12 +24,12 @@ CHAPTERS = [name for name in book.chapter_names() if book.is_notebook(ROOT / f"{
 #: Figures each chapter shows at least (on the smoke profile, three models).
 MIN_FIGURES = {"book/01_noise": 2, "book/02_training": 1, "book/03_loss_decomposition": 9,
                "book/04_separation": 6, "book/05_large_activation": 11,
-               "book/07_sweeps": 3}
+               "book/07_sweeps": 3, "book/08_scale_map": 4}
 #: Chapters whose parameters are typed (shown by `papermill --help-notebook`) and checked with
 #: `ddd_support.book.parameters` in the cell after the parameters cell.
 CHECKED_PARAMETERS = ["book/intro", "book/01_noise", "book/02_training", "book/03_loss_decomposition",
                       "book/04_separation", "book/05_large_activation", "book/06_conclusions", "book/07_sweeps",
-                      "book/appendix_reproducibility"]
+                      "book/08_scale_map", "book/appendix_reproducibility"]
 
 
 def tags(cell) -> list[str]:
@@ -55,7 +55,7 @@ def test_chapter_has_one_parameters_cell_before_any_other_code(name):
 
 
 #: Chapters that read a sweep (``sweep_dir``), not the runs of one profile.
-SWEEP_CHAPTERS = ["book/07_sweeps"]
+SWEEP_CHAPTERS = ["book/07_sweeps", "book/08_scale_map"]
 PROFILE_CHAPTERS = [name for name in CHAPTERS if name not in SWEEP_CHAPTERS]
 
 

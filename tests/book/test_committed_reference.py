@@ -58,7 +58,7 @@ def test_cpu_reference_is_exactly_the_cpu_profile_for_three_seeds(index):
 
 def test_reference_is_small(index):
     size = sum(f.stat().st_size for f in REFERENCE_ROOT.rglob("*") if f.is_file())
-    assert size < 15 * 2 ** 20
+    assert size < 20 * 2 ** 20   # cpu, paper, cpu_mlp7 (three seeds each, paper one) and two sweeps
 
 
 @pytest.mark.parametrize("profile", ["cpu", "paper"])
