@@ -10,7 +10,7 @@ Both precisions train the same model (same initialisation) on the same images in
 order; their repetitions alternate (fp32, bf16, fp32, ...), so a busy machine slows both alike,
 and medians are reported. Printed:
 
-* ``step``: seconds per training step (``train_one_epoch`` over ``--n-train`` images / steps);
+* ``step``: seconds per training step (the engine's epoch over ``--n-train`` images / steps);
 * ``ratio``: fp32 step / bf16 step (above 1: bf16 is faster), and the same ratio of each
   repetition pair, median (``paired``);
 * ``gemm floor``: the GEMMs of one step at the model's shapes timed alone with ``torch.mm``
@@ -41,8 +41,8 @@ from ddd_support.config import PROFILES, TrainConfig  # noqa: E402
 from ddd_support.data import cifar as data_mod  # noqa: E402
 from ddd_support.errors import DataError  # noqa: E402
 from ddd_support.models import model_from_config  # noqa: E402
-from ddd_support.train.driver import (apply_runtime_settings, autocast_dtype, batch_order,  # noqa: E402
-                                      make_optimizer, train_one_epoch)
+from ddd_support.train.driver import apply_runtime_settings, batch_order  # noqa: E402
+from ddd_support.train.engine import Engine  # noqa: E402
 from ddd_support.train.prepare import prepare_data  # noqa: E402
 
 PRECISIONS = ("fp32", "bf16")
@@ -93,20 +93,18 @@ def run(args: argparse.Namespace) -> dict:
     apply_runtime_settings(fp32)
     d = prepare_data(fp32, load_arrays(args), torch.device("cpu"))
     steps = -(-len(d.x_train) // fp32.batch_size)
-    models, opts = {}, {}
+    engines = {}
     for p, cfg in cfgs.items():
         torch.manual_seed(0)
-        models[p] = model_from_config(cfg)
-        opts[p] = make_optimizer(models[p], cfg, torch.device("cpu"))
-        train_one_epoch(models[p], opts[p], d.x_train, d.y_noisy, torch.arange(cfg.batch_size), cfg.batch_size,
-                        autocast_dtype(cfg))   # warm-up step, not timed
+        engines[p] = Engine([model_from_config(cfg)], [cfg], torch.device("cpu"))
+        engines[p].train_epoch(d.x_train, d.y_noisy[None], torch.arange(cfg.batch_size)[None],
+                               cfg.batch_size)   # warm-up step, not timed
     times: dict[str, list[float]] = {p: [] for p in PRECISIONS}
     for rep in range(args.repeats):
         order = batch_order(len(d.x_train), 0, rep + 1)
         for p in PRECISIONS:
             t0 = time.perf_counter()
-            train_one_epoch(models[p], opts[p], d.x_train, d.y_noisy, order, cfgs[p].batch_size,
-                            autocast_dtype(cfgs[p]))
+            engines[p].train_epoch(d.x_train, d.y_noisy[None], order[None], cfgs[p].batch_size)
             times[p].append((time.perf_counter() - t0) / steps)
     shapes = gemm_shapes(fp32.widths, fp32.batch_size)
     floor = {p: time_ceiling(shapes, torch.device("cpu"), torch.bfloat16 if p == "bf16" else torch.float32)
