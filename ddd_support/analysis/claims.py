@@ -83,7 +83,7 @@ EFFECTS: dict[str, Effect] = {
                                        "crossing"),
     "test_dip": Effect(-0.01, "below", "about the epoch-to-epoch wobble of a test-accuracy curve"),
     "post_fit_rise": Effect(0.01, "above", "about the epoch-to-epoch wobble of a test-accuracy curve (its standard "
-                                           "deviation is about 1 point in the reference runs), so a smaller rise would "
+                                           "deviation is about 1 point in the cpu and paper reference runs), so a smaller rise would "
                                            "not show as a second descent in a figure"),
     "outer_separates": Effect(0.1, "above", "a tenth of the way from another clean sample to another class"),
     "separation_depth": Effect(0.1, "above", "a tenth of the way from another clean sample to another class"),
