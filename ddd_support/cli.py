@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -161,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         code = commands[args.command](args)
+    except BrokenPipeError:  # the reader of stdout went away (`profiles | head`): nothing left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except ConfigError as exc:
         log.error("%s", exc)
         return EXIT_USAGE
@@ -194,6 +198,8 @@ def _train(args: argparse.Namespace) -> int:
     vary = parse_vary(args.vary)
     if args.quiet:
         overrides["progress"] = False
+    elif not sys.stderr.isatty():  # a log file or a pipe: no progress bars unless --set progress=true
+        overrides.setdefault("progress", False)
     seeds = args.seed or [0]
     models = args.model or get_profile(args.profile).models
     log.info("train: profile %s, model(s) %s, seed(s) %s, into %s", args.profile, ", ".join(models),

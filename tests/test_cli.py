@@ -194,3 +194,17 @@ def test_running_out_of_memory_is_one_error_line(monkeypatch, capsys):
     assert main(["-q", "train"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: out of memory") and "lower base_width" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_closed_pipe_ends_the_listing_quietly():
+    result = subprocess.run(f"{sys.executable} -m ddd_support profiles | head -1", shell=True, cwd=REPO,
+                            capture_output=True, text=True)
+    assert result.stdout.startswith("smoke:") and result.stderr == ""
+
+
+def test_no_progress_bars_when_stderr_is_not_a_terminal(image_root, tmp_path, capsys):
+    loud = [a for a in TINY if a != "--quiet"]
+    assert main(["train", "--model", "mlp3", "--out", str(tmp_path / "runs"), *loud]) == 0
+    err = capsys.readouterr().err
+    assert "train: profile smoke" in err  # the status lines still come
+    assert "epoch/s" not in err and "s/epoch" not in err and "%|" not in err
