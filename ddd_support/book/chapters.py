@@ -10,16 +10,23 @@ from ddd_support.book.reference import REFERENCE_INDEX, REFERENCE_ROOT, is_refer
 from ddd_support.config import get_profile
 from ddd_support.errors import ConfigError, RunDirError
 from ddd_support.files import read_json
-from ddd_support.runs.schema import run_directory
-from ddd_support.train.runner import train_profile
-from ddd_support.runs.schema import CONFIG_FILE
+from ddd_support.runs.schema import CONFIG_FILE, run_directory
+from ddd_support.train.runner import is_complete, train_profile
 
 
 def runs_for(profile: str, models: Iterable[str] | None = None, seeds: Iterable[int] = (0,),
              overrides: dict[str, Any] | None = None, run_root: str | os.PathLike = "runs") -> list[Path]:
     """The run directories the analysis chapters read: trained (or resumed) under ``run_root``,
-    or, if ``run_root`` is a reference root, found there (never trained into it)."""
+    or, if ``run_root`` is a reference root, found there (never trained into it). Runs that must
+    be trained first are named on stdout before training starts."""
+    seeds = list(seeds)
     if not is_reference_root(run_root):
+        prof = get_profile(profile)
+        pending = [f"{m} seed {s}" for m in (list(models) if models else prof.models) for s in seeds
+                   if not is_complete(prof.config(m, s, overrides), run_root)]
+        if pending:
+            print(f"{run_root} holds no finished {profile} run of {', '.join(pending)}: training them now "
+                  "(chapter 02 trains them too; this takes a while)", flush=True)
         return train_profile(profile, models, seeds, overrides, out=run_root)
     if overrides:
         raise ConfigError(f"{run_root} holds reference runs, which cannot be changed by overrides "

@@ -146,3 +146,11 @@ def test_export_without_a_checkpoint_says_the_ablation_is_missing(tmp_path, synt
     assert stored_ablation(ref) is None
     state = json.loads((ref.path / "config.json").read_text())
     assert state["reference"]["ablation"] == "not computed: the run has no checkpoint"
+
+
+def test_an_analysis_chapter_says_so_before_it_trains_missing_runs(tmp_path, monkeypatch, capsys):
+    from ddd_support.book import chapters
+
+    monkeypatch.setattr(chapters, "train_profile", lambda *a, **k: [])
+    chapters.runs_for("smoke", ["mlp3"], [0, 1], None, run_root=tmp_path)
+    assert "no finished smoke run of mlp3 seed 0, mlp3 seed 1: training them now" in capsys.readouterr().out
