@@ -5,8 +5,16 @@ its reason) and becomes, per run, a *statistic* with its 95% interval (``low``, 
 plain observation, an *outcome* in words and a *verdict* (``stats``): *holds* (the interval
 excludes zero on the claimed side and still reaches the effect), *ruled out* (the interval
 excludes the effect: anything the data allow is smaller), *inconclusive* (the interval holds
-both), *not testable* (not measurable in the run). Observations without a sampling interval
-hold at or beyond the effect and are ruled out short of it.
+both), *not testable* (not measurable in the run).
+
+Some claims are *thresholds* rather than changes (``THRESHOLD_CLAIMS``: clean labels first, the
+noisy fit held, the large activation's growth, size and depth): per run they are plain
+observations without a sampling interval (a run's own images, not a sample), which hold at or
+beyond the threshold and fall short of it otherwise. Over two or more seeds they get an
+interval from the seed spread and are judged against the threshold itself: *holds* when the
+interval lies wholly beyond it and every seed holds, *ruled out* when it lies wholly short of
+it, *inconclusive* otherwise. On one seed such a verdict rests on the value alone, and the
+table's ``basis`` says so.
 
 Each interval claim carries two one-sided p-values (no effect; an effect at least the one of
 interest), raw and Holm-adjusted within the claims of one run (``claim_rows``) or of one model
@@ -93,6 +101,10 @@ EFFECTS: dict[str, Effect] = {
     "large_input": Effect(0.1, "above", "0.1 in |r|, a difference a scatter plot would show"),
     "large_needed": Effect(-0.01, "below", "as for the rise of test accuracy"),
 }
+#: Claims whose effect is a threshold the statistic itself must reach (not a change from zero).
+THRESHOLD_CLAIMS = frozenset({"clean_first", "noisy_fit", "large_exists", "large_100x", "large_shallow"})
+#: The ``basis`` of an over-seeds verdict resting on one seed's value (a threshold claim on one seed).
+ONE_VALUE = "one seed's value, no interval"
 #: The outcome note (and pending verdict) of a neuron whose effect does not stand out from random neurons':
 #: such a claim is at best inconclusive.
 NOT_BEYOND = "not beyond random neurons"
@@ -101,8 +113,8 @@ ACCURACY_CLAIMS = frozenset({"test_dip", "post_fit_rise", "large_needed"})
 COLUMNS = ["model", "seed", "claim", "statement", "effect", "statistic", "low", "high", "p_holds", "p_holds_holm",
            "p_ruled_out", "p_ruled_out_holm", "outcome", "verdict"]
 OVER_COLUMNS = ["model", "claim", "statement", "effect", "seeds", "testable", "holds", "ruled_out", "inconclusive",
-                "mean", "low", "high", "p_holds", "p_holds_holm", "p_ruled_out", "p_ruled_out_holm", "grid",
-                "verdict"]
+                "mean", "low", "high", "basis", "p_holds", "p_holds_holm", "p_ruled_out", "p_ruled_out_holm",
+                "grid", "verdict"]
 
 
 def first_epoch_at(metrics: pd.DataFrame, column: str, level: float = 0.5) -> int | None:
@@ -271,30 +283,45 @@ def _pending(result: Any) -> bool:
     return result is None or (isinstance(result, float) and np.isnan(result)) or result == NOT_BEYOND
 
 
+def tested_interval(claim: str, statistic: float, low: float, high: float) -> tuple[Interval, float]:
+    """The interval a claim's tests use and the effect they test against: a threshold claim's
+    (``THRESHOLD_CLAIMS``) measured from its threshold, tested against it with no further effect;
+    any other claim's as it is, against zero and its effect of interest."""
+    e = EFFECTS[claim]
+    if claim in THRESHOLD_CLAIMS:
+        return Interval(statistic - e.size, low - e.size, high - e.size, 0), 0.0
+    return Interval(statistic, low, high, 0), abs(e.size)
+
+
 def _judge(rows: pd.DataFrame, df: int | None = None) -> pd.DataFrame:
     """p-values (raw and Holm-adjusted over the interval claims in ``rows``) and the verdicts of the
-    rows still to judge (``_pending``; not beyond random neurons: at best inconclusive)."""
+    rows still to judge (``_pending``; not beyond random neurons: at best inconclusive). Optional
+    columns: ``dof`` (a row's own degrees of freedom, else ``df``), ``all_hold`` (False: the
+    seeds do not all hold, so the row cannot either)."""
     rows = rows.copy()
-    raw = [p_values(Interval(r.statistic, r.low, r.high, 0), abs(EFFECTS[r.claim].size), EFFECTS[r.claim].side, df)
-           if _pending(r.verdict) else (np.nan, np.nan) for r in rows.itertuples()]
+    dofs = rows["dof"].tolist() if "dof" in rows else [df] * len(rows)
+    dofs = [None if d is None or pd.isna(d) else int(d) for d in dofs]
+    every = rows["all_hold"].tolist() if "all_hold" in rows else [True] * len(rows)
+    raw = [p_values(*tested_interval(r.claim, r.statistic, r.low, r.high), EFFECTS[r.claim].side, d)
+           if _pending(r.verdict) else (np.nan, np.nan) for r, d in zip(rows.itertuples(), dofs)]
     rows["p_holds"] = [p[0] for p in raw]
     rows["p_ruled_out"] = [p[1] for p in raw]
     rows["p_holds_holm"] = holm(rows["p_holds"].to_numpy())
     rows["p_ruled_out_holm"] = holm(rows["p_ruled_out"].to_numpy())
     out = []
-    for r in rows.itertuples():
+    for r, all_hold in zip(rows.itertuples(), every):
         if not _pending(r.verdict):
             out.append(r.verdict)
             continue
-        e = EFFECTS[r.claim]
-        v = verdict(Interval(r.statistic, r.low, r.high, 0), abs(e.size), e.side, r.p_holds_holm, r.p_ruled_out_holm)
-        out.append(INCONCLUSIVE if v == HOLDS and r.verdict == NOT_BEYOND else v)
-    present = [v == RULED_OUT and np.isfinite(r.p_holds) and
+        ci, effect = tested_interval(r.claim, r.statistic, r.low, r.high)
+        v = verdict(ci, effect, EFFECTS[r.claim].side, r.p_holds_holm, r.p_ruled_out_holm)
+        out.append(INCONCLUSIVE if v == HOLDS and (r.verdict == NOT_BEYOND or all_hold is False) else v)
+    present = [v == RULED_OUT and r.claim not in THRESHOLD_CLAIMS and np.isfinite(r.p_holds) and
                (r.low > 0 if EFFECTS[r.claim].side == "above" else r.high < 0) for v, r in zip(out, rows.itertuples())]
     rows["outcome"] = [f"{o}; present but smaller than the effect of interest" if flag else o
                        for o, flag in zip(rows["outcome"], present)]
     rows["verdict"] = out
-    return rows
+    return rows.drop(columns=[c for c in ("dof", "all_hold") if c in rows])
 
 
 def _finish(rows: list[dict[str, Any]], s: RunSummary) -> pd.DataFrame:
@@ -334,10 +361,12 @@ def grid_range_words(grid: pd.DataFrame) -> str:
 
 def claims_over_seeds(claims: pd.DataFrame, grid: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per model and claim over seeds: counts of each verdict, the seed mean with its interval (spread
-    no smaller than each seed's sampling noise), raw and Holm-adjusted p-values within the model,
-    and the verdict. Observations: holds or ruled out where every testable seed agrees, else
-    inconclusive. ``grid`` (per seed, ``post_fit_grid`` rows with model and seed) limits the
-    post-fit rise by its sensitivity grid, variant by variant over seeds."""
+    no smaller than each seed's sampling noise), what the verdict rests on (``basis``), raw and
+    Holm-adjusted p-values within the model, and the verdict. Threshold claims
+    (``THRESHOLD_CLAIMS``) get the seeds' own t interval, judged against the threshold; on one seed
+    they keep that seed's verdict, with ``basis`` saying it rests on a value alone. ``grid`` (per
+    seed, ``post_fit_grid`` rows with model and seed) limits the post-fit rise by its sensitivity
+    grid, variant by variant over seeds."""
     rows = []
     for (model, claim), g in claims.groupby(["model", "claim"], sort=False):
         testable = g[g["verdict"] != NOT_TESTABLE]
@@ -347,25 +376,28 @@ def claims_over_seeds(claims: pd.DataFrame, grid: pd.DataFrame | None = None) ->
                "testable": len(testable), "holds": int((g["verdict"] == HOLDS).sum()),
                "ruled_out": int((g["verdict"] == RULED_OUT).sum()),
                "inconclusive": int((g["verdict"] == INCONCLUSIVE).sum()), "grid": "", "outcome": ""}
+        values = testable["statistic"].to_numpy(dtype=float)
         if testable.empty:
-            rows.append({**row, "mean": np.nan, "low": np.nan, "high": np.nan, "verdict": NOT_TESTABLE})
+            rows.append({**row, "mean": np.nan, "low": np.nan, "high": np.nan, "basis": "",
+                         "verdict": NOT_TESTABLE})
         elif len(with_interval) == len(testable):
             errors = [standard_error(Interval(r.statistic, r.low, r.high, 0)) for r in testable.itertuples()]
-            ci = seed_interval(testable["statistic"].to_numpy(dtype=float), errors=errors)
+            ci = seed_interval(values, errors=errors)
             pending = NOT_BEYOND if testable["outcome"].astype(str).str.contains(NOT_BEYOND).any() else None
-            rows.append({**row, "mean": ci.estimate, "low": ci.low, "high": ci.high, "verdict": pending,
-                         "_df": ci.n - 1 if ci.n > 1 else None})
+            rows.append({**row, "mean": ci.estimate, "low": ci.low, "high": ci.high, "basis": ci.method,
+                         "verdict": pending, "dof": ci.n - 1 if ci.n > 1 else None})
+        elif claim in THRESHOLD_CLAIMS and len(testable) > 1 and np.isfinite(values).all():
+            ci = seed_interval(values)
+            rows.append({**row, "mean": ci.estimate, "low": ci.low, "high": ci.high, "basis": ci.method,
+                         "verdict": None, "dof": ci.n - 1, "all_hold": bool((testable["verdict"] == HOLDS).all())})
         else:
             agree = testable["verdict"].iloc[0] if testable["verdict"].nunique() == 1 else INCONCLUSIVE
-            rows.append({**row, "mean": float(testable["statistic"].astype(float).mean()), "low": np.nan,
-                         "high": np.nan, "verdict": agree})
+            rows.append({**row, "mean": float(np.nanmean(values)) if np.isfinite(values).any() else np.nan,
+                         "low": np.nan, "high": np.nan, "verdict": agree,
+                         "basis": ONE_VALUE if len(testable) == 1 else "the seeds' values, no interval"})
     table = pd.DataFrame(rows)
-    judged = []
-    for model, g in table.groupby("model", sort=False):
-        df = g["_df"].dropna() if "_df" in g else pd.Series(dtype=float)
-        part = _judge(g.rename(columns={"mean": "statistic"}), int(df.iloc[0]) if len(df) else None)
-        judged.append(part.rename(columns={"statistic": "mean"}))
-    table = pd.concat(judged).sort_index()
+    table = pd.concat([_judge(g.rename(columns={"mean": "statistic"})).rename(columns={"statistic": "mean"})
+                       for _, g in table.groupby("model", sort=False)]).sort_index()
     if grid is not None and not grid.empty:
         for i in table.index[table["claim"] == "post_fit_rise"]:
             cells = grid_over_seeds(grid[grid["model"] == table.at[i, "model"]])
@@ -399,9 +431,23 @@ def claim_counts(claims: pd.DataFrame, grid: pd.DataFrame | None = None) -> pd.D
     return table.loc[order, models].rename_axis("claim").rename_axis(None, axis=1)
 
 
-def seeds_text(n: int) -> str:
-    """``1 seed`` / ``3 seeds``."""
-    return f"{int(n)} seed{'s' if int(n) != 1 else ''}"
+def seeds_text(n: int, basis: str = "") -> str:
+    """``1 seed`` / ``3 seeds``; ``1 seed, its value alone`` where the verdict has no interval."""
+    return f"{int(n)} seed{'s' if int(n) != 1 else ''}" + (", its value alone" if basis == ONE_VALUE else "")
+
+
+def basis_label(basis: str) -> str:
+    """What an over-seeds interval comes from, in a few words for a table column: ``3 seeds``,
+    ``3 seeds, images`` (spread at least each seed's sampling noise), ``1 seed's images``, ``none``."""
+    if not isinstance(basis, str) or not basis:
+        return ""
+    if basis == ONE_VALUE or "no interval" in basis:
+        return "none"
+    if basis.startswith("one seed"):
+        return "1 seed's images"
+    words = basis.split()
+    n = words[3] if basis.startswith("t interval over") else "?"
+    return f"{n} seeds, images" if "sampling noise" in basis else f"{n} seeds"
 
 
 # --------------------------------------------------------------------------- in words
@@ -459,7 +505,8 @@ def over_seeds_sentence(over: pd.DataFrame, claim: str, models: list[str] | None
             parts.append(f"{str(r['model']).upper()}: not testable")
             continue
         stat = interval_text(r["mean"], r["low"], r["high"], scale, fmt=fmt)
-        parts.append(f"{str(r['model']).upper()} {stat}{unit}: {r['verdict']} ({seeds_text(r['testable'])})")
+        parts.append(f"{str(r['model']).upper()} {stat}{unit}: {r['verdict']} "
+                     f"({seeds_text(r['testable'], r.get('basis', ''))})")
     return "; ".join(parts)
 
 
@@ -469,7 +516,7 @@ def verdict_phrase(over: pd.DataFrame, claim: str, model: str) -> str:
     if rows.empty or int(rows["testable"].iloc[0]) == 0:
         return NOT_TESTABLE
     r = rows.iloc[0]
-    return f"{r['verdict']} ({seeds_text(r['testable'])})"
+    return f"{r['verdict']} ({seeds_text(r['testable'], r.get('basis', ''))})"
 
 
 def claims_by_verdict(over: pd.DataFrame, verdict: str) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ddd_support.analysis.claims import interval_text
+from ddd_support.analysis.claims import THRESHOLD_CLAIMS, interval_text
 from ddd_support.book.reference import REFERENCE_ROOT
 
 #: The order in which the summary lists the verdicts (any other verdict word comes after these).
@@ -31,11 +31,15 @@ def largest_model(table: pd.DataFrame) -> str:
 
 
 def outcomes(table: pd.DataFrame, model: str) -> dict[str, list[str]]:
-    """The statements of ``model``'s claims grouped by verdict, verdicts in ``OUTCOME_ORDER``."""
-    rows = table[table["model"] == model]
-    found = list(dict.fromkeys(rows["verdict"].fillna("not testable")))
+    """The statements of ``model``'s claims grouped by verdict, verdicts in ``OUTCOME_ORDER``; a
+    threshold claim judged on a value without an interval says so."""
+    rows = table[table["model"] == model].assign(verdict=lambda t: t["verdict"].fillna("not testable"))
+    low = rows["low"].astype(float) if "low" in rows else pd.Series(0.0, index=rows.index)
+    alone = rows["claim"].isin(THRESHOLD_CLAIMS) & rows["verdict"].isin(["holds", "ruled out"]) & ~np.isfinite(low)
+    statements = rows["statement"].where(~alone, rows["statement"] + " — one run's value, no interval")
+    found = list(dict.fromkeys(rows["verdict"]))
     order = [v for v in OUTCOME_ORDER if v in found] + [v for v in found if v not in OUTCOME_ORDER]
-    return {v: list(rows.loc[rows["verdict"].fillna("not testable") == v, "statement"]) for v in order}
+    return {v: list(statements[rows["verdict"] == v]) for v in order}
 
 
 def outcome_sentence(table: pd.DataFrame, model: str) -> str:

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ddd_support.analysis.claims import (CLAIMS, EFFECTS, claim_counts, claims_from, claims_over_seeds,
+from ddd_support.analysis.claims import (CLAIMS, EFFECTS, ONE_VALUE, claim_counts, claims_from, claims_over_seeds,
                                          first_epoch_at, flip_limited, over_seeds_sentence, phase_sentence,
                                          strongest_correlation, verdict_phrase)
 from ddd_support.analysis.phases import detect_phases
@@ -118,3 +118,45 @@ def test_phase_sentence_names_peak_dip_and_the_post_fit_outcome():
     story = phase_sentence("mlp7", detect_phases(m, n_test=10000).as_dict(), post_fit)
     assert story.startswith("MLP7 peaks at epoch 10 (50.0%) and dips to 35.0% at epoch 50")
     assert story.endswith("changes by +12.0 (95% interval +10.0 to +14.0) points: rises")
+
+
+def observations(values: dict[tuple[str, int], float], claim: str) -> pd.DataFrame:
+    """Per (model, seed): a threshold claim's plain observation, judged per seed as ``claims_from`` does."""
+    e = EFFECTS[claim]
+    rows = claims_table({k: (x, np.nan, np.nan) for k, x in values.items()}, claim)
+    rows["verdict"] = [NOT_TESTABLE if np.isnan(x) else HOLDS if (x >= e.size if e.side == "above" else x <= e.size)
+                       else RULED_OUT for x in rows["statistic"]]
+    return rows
+
+
+def test_over_seeds_a_threshold_claim_every_seed_misses_is_inconclusive_while_its_interval_reaches_the_threshold():
+    # every seed's growth falls short of 2x, so each seed alone is "ruled out", and the old
+    # agreement rule said "ruled out"; but three seeds spread this far allow a mean beyond 2x
+    over = claims_over_seeds(observations({("mlp7", 0): 1.2, ("mlp7", 1): 1.9, ("mlp7", 2): 1.1}, "large_exists"))
+    row = over.iloc[0]
+    assert row["ruled_out"] == 3 and row["verdict"] == INCONCLUSIVE
+    assert row["low"] < 1.4 < 2.0 < row["high"] and row["basis"].startswith("t interval over 3 seeds")
+
+
+def test_over_seeds_a_threshold_claim_whose_interval_lies_short_of_the_threshold_is_ruled_out():
+    over = claims_over_seeds(observations({("mlp5", 0): 1.09, ("mlp5", 1): 1.08, ("mlp5", 2): 1.01}, "large_exists"))
+    row = over.iloc[0]
+    assert row["verdict"] == RULED_OUT and row["high"] < 2.0
+    assert row["p_ruled_out"] < 0.025 and row["p_ruled_out_holm"] >= row["p_ruled_out"]
+
+
+def test_over_seeds_a_threshold_claim_holds_only_when_its_interval_lies_beyond_the_threshold():
+    lead = {("mlp3", s): x for s, x in enumerate((70.0, 68.0, 73.0))}
+    assert claims_over_seeds(observations(lead, "clean_first")).iloc[0]["verdict"] == HOLDS
+    # every seed at or above 95% held, but so close that the interval crosses 95%: not shown
+    held = {("mlp7", s): x for s, x in enumerate((0.951, 0.99, 0.96))}
+    assert claims_over_seeds(observations(held, "noisy_fit")).iloc[0]["verdict"] == INCONCLUSIVE
+    # a "below" threshold: layer 4 of 6 in both seeds lies past the shallow half
+    deep = claims_over_seeds(observations({("mlp7", 0): 4 / 6, ("mlp7", 1): 4 / 6}, "large_shallow")).iloc[0]
+    assert deep["verdict"] == RULED_OUT
+
+
+def test_over_seeds_a_threshold_claim_on_one_seed_keeps_its_value_and_says_it_has_no_interval():
+    row = claims_over_seeds(observations({("mlp7", 0): 24.0}, "large_100x")).iloc[0]
+    assert row["verdict"] == RULED_OUT and row["basis"] == ONE_VALUE
+    assert np.isnan(row["low"]) and row["mean"] == 24.0

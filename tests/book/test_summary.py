@@ -20,6 +20,14 @@ def test_outcomes_list_each_claim_once_in_the_books_order_of_verdicts():
     assert sorted(s for group in found.values() for s in group) == ["A", "B", "C", "D", "E"]
 
 
+def test_a_threshold_claim_judged_on_one_value_says_it_has_no_interval():
+    table = pd.DataFrame({"model": ["mlp7"] * 3, "claim": ["large_100x", "large_shallow", "test_dip"],
+                          "statement": ["big", "shallow", "dip"], "low": [float("nan"), 0.6, float("nan")],
+                          "verdict": ["ruled out", "ruled out", "holds"]})
+    assert outcomes(table, "mlp7") == {"ruled out": ["big — one run's value, no interval", "shallow"],
+                                       "holds": ["dip"]}
+
+
 def test_the_outcome_sentence_is_a_markdown_list_with_one_item_per_verdict():
     text = outcome_sentence(TABLE, "mlp3")
     assert text == "- **holds**: A3."
