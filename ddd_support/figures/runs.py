@@ -306,7 +306,7 @@ def plot_separation_heatmaps(layer_tables: "Mapping[str, pd.DataFrame]", vmin: f
     pivots = {key: t.pivot(index="layer", columns="epoch", values="cosine").sort_index()
               for key, t in layer_tables.items()}
     low = min(float(np.nanmin(p.to_numpy())) for p in pivots.values()) if vmin is None else vmin
-    fig, axes = panel_rows([0.9 + 0.3 * len(p) for p in pivots.values()], extra=0.3)
+    fig, axes = panel_rows([0.9 + 0.3 * len(p) for p in pivots.values()], extra=0.9)
     image = None
     for ax, (key, pivot) in zip(axes, pivots.items()):
         image = _cosine_heatmap(ax, pivot, low)
@@ -316,7 +316,9 @@ def plot_separation_heatmaps(layer_tables: "Mapping[str, pd.DataFrame]", vmin: f
                         f"{last.iloc[-1]:.2f} in layer {last.index[-1]}")
     for ax in axes[:-1]:
         ax.set_xlabel("")
-    fig.colorbar(image, ax=axes, label="cosine (clean vs noisy\nclass means)", fraction=0.04, aspect=30)
+    # Below the panels, so that each panel's title has the figure's width.
+    fig.colorbar(image, ax=axes, label="cosine (clean vs noisy class means)", location="bottom",
+                 fraction=0.05, aspect=40, shrink=0.8)
     return fig
 
 
@@ -663,6 +665,7 @@ def plot_separation_index(index: pd.DataFrame, title: str, column: str = "index"
     models = list(dict.fromkeys(index["model"]))
     fig, axes = plt.subplots(1, len(models), layout="constrained", figsize=(min(MAX_WIDTH, 3.2 * len(models) + 1), 4.4),
                              sharey=True, squeeze=False)
+    fig.get_layout_engine().set(wspace=0.05)  # the last layer of one panel apart from the first of the next
     for ax, model in zip(axes[0], models):
         rows = index[index["model"] == model]
         first, last = rows["epoch"].min(), rows.groupby("seed")["epoch"].max().min()
@@ -793,7 +796,7 @@ def plot_class_index(table: pd.DataFrame, epoch: "int | Sequence[int]", title: s
         fig, ax = plt.subplots(layout="constrained", figsize=(8, 1.4 + 0.4 * len(grids[0])))
         axes = [ax]
     else:
-        fig, axes = panel_rows([0.8 + 0.3 * len(g) for g in grids], sharex=True, extra=1.0)
+        fig, axes = panel_rows([0.8 + 0.3 * len(g) for g in grids], sharex=True, extra=1.7)
     image = None
     for ax, e, grid in zip(axes, epochs, grids):
         image = ax.imshow(grid.to_numpy(), cmap="RdBu_r", aspect="auto", vmin=-bound, vmax=bound)
@@ -805,7 +808,11 @@ def plot_class_index(table: pd.DataFrame, epoch: "int | Sequence[int]", title: s
             ax.set_title(title or f"Epoch {e}: {finding}")
         else:
             panel_title(ax, f"Epoch {e}: {finding}")
-    fig.colorbar(image, ax=axes, label="separation index")
+    if len(epochs) == 1:
+        fig.colorbar(image, ax=axes, label="separation index")
+    else:  # below the panels, so that each panel's title has the figure's width
+        fig.colorbar(image, ax=axes, label="separation index", location="bottom", fraction=0.05, aspect=40,
+                     shrink=0.8)
     if len(epochs) > 1 and title:
         fig.suptitle(title)
     return fig
