@@ -11,7 +11,7 @@ and ``plt.close(fig)`` when saving many.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -132,6 +132,34 @@ def outside_legend(ax: plt.Axes, **kwargs: Any) -> None:
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, borderaxespad=0, **kwargs)
 
 
+def shared_legend(fig: Figure, axes: Sequence[plt.Axes], ncols: int = 2, title: str | None = None,
+                  loc: str = "outside lower center") -> None:
+    """One legend for the whole figure, outside every axes (below them by default): each label once,
+    in the order the axes first show it."""
+    entries: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if not label.startswith("_"):
+                entries.setdefault(label, handle)
+    if entries:
+        fig.legend(list(entries.values()), list(entries), loc=loc, ncols=ncols, frameon=False, title=title)
+
+
+def panel_title(ax: plt.Axes, text: str) -> None:
+    """A panel's title, from the left edge of its axes: wrapped at the figure's edge, it never runs
+    into a label left of the axes."""
+    ax.set_title(text, loc="left", fontsize=MIN_FONT_PT + 1, wrap=True)
+
+
+def panel_rows(heights: Sequence[float], sharex: bool = False, extra: float = 0.0,
+               **kwargs: Any) -> tuple[Figure, list[plt.Axes]]:
+    """A figure of the column's width with one row of axes per panel, as tall as ``heights`` (inches)
+    plus ``extra`` (for a shared legend or title)."""
+    fig, axes = plt.subplots(len(heights), 1, layout="constrained", squeeze=False, sharex=sharex,
+                             figsize=(MAX_WIDTH, sum(heights) + extra), height_ratios=list(heights), **kwargs)
+    return fig, list(axes[:, 0])
+
+
 def layer_colors(n_layers: int) -> list[tuple[float, ...]]:
     """One colour per hidden layer, shallow (dark) to deep (light)."""
     cmap = plt.get_cmap(LAYER_CMAP)
@@ -144,10 +172,50 @@ def plot_four_way(runs_or_metrics: "pd.DataFrame | RunData | Sequence[RunData]",
                   phases: "Phases | None" = None, metric: str = "acc",
                   title: str | None = None) -> Figure:
     """Accuracy or loss of the four splits per epoch; several runs give a mean line and a min-max band."""
-    if metric not in ("acc", "loss"):
-        raise ValueError(f"metric must be 'acc' or 'loss', got {metric!r}")
+    _check_metric(metric)
     frames, name = _metric_frames(runs_or_metrics)
     fig, ax = plt.subplots(layout="constrained", figsize=(9, 4.5))
+    _draw_four_way(ax, frames, phases, metric)
+    seeds = f" (mean and range of {len(frames)} seeds)" if len(frames) > 1 else ""
+    ax.set_title(title or f"{name}{seeds}:\n{_four_way_finding(phases, metric)}")
+    outside_legend(ax)
+    return fig
+
+
+@styled
+def plot_four_way_panels(groups: "Mapping[str, Sequence[RunData]]",
+                         phases: "Mapping[str, Phases] | None" = None, metric: str = "acc",
+                         title: str | None = None, prefix: str = "") -> Figure:
+    """``plot_four_way`` for several models in one figure: one panel per entry of ``groups`` (its
+    runs, e.g. the seeds of one model), each titled with its finding, and one legend below them.
+
+    The phase lines are named without their epochs here (the legend is shared); each panel's
+    title states its own. ``prefix`` starts every panel title (e.g. the profile).
+    """
+    _check_metric(metric)
+    fig, axes = panel_rows([2.6] * len(groups), extra=1.0 + (0.3 if title else 0.0))
+    for ax, (key, runs) in zip(axes, groups.items()):
+        frames, name = _metric_frames(runs)
+        ph = phases.get(key) if phases is not None else None
+        _draw_four_way(ax, frames, ph, metric, epochs_in_labels=False)
+        seeds = f", {len(frames)} seeds" if len(frames) > 1 else ""
+        panel_title(ax, f"{prefix}{name}{seeds}: {_four_way_finding(ph, metric)}")
+    for ax in axes[:-1]:
+        ax.set_xlabel("")
+    shared_legend(fig, axes, title="band: min to max over seeds" if any(
+        len(_metric_frames(runs)[0]) > 1 for runs in groups.values()) else None)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _check_metric(metric: str) -> None:
+    if metric not in ("acc", "loss"):
+        raise ValueError(f"metric must be 'acc' or 'loss', got {metric!r}")
+
+
+def _draw_four_way(ax: plt.Axes, frames: list[pd.DataFrame], phases: "Phases | None", metric: str,
+                   epochs_in_labels: bool = True) -> None:
     last_epoch = max(float(f["epoch"].max()) for f in frames)
     for split in SPLITS:
         col = f"{split}_{metric}"
@@ -166,11 +234,7 @@ def plot_four_way(runs_or_metrics: "pd.DataFrame | RunData | Sequence[RunData]",
     else:
         ax.set_ylabel("cross-entropy loss (nats)")
     if phases is not None:
-        _mark_phases(ax, phases, metric)
-    seeds = f" (mean and range of {len(frames)} seeds)" if len(frames) > 1 else ""
-    ax.set_title(title or f"{name}{seeds}:\n{_four_way_finding(phases, metric)}")
-    outside_legend(ax)
-    return fig
+        _mark_phases(ax, phases, metric, epochs_in_labels)
 
 
 def _metric_frames(obj: Any) -> tuple[list[pd.DataFrame], str]:
@@ -183,7 +247,7 @@ def _metric_frames(obj: Any) -> tuple[list[pd.DataFrame], str]:
     return [r.metrics for r in runs], " / ".join(models)
 
 
-def _mark_phases(ax: plt.Axes, ph: "Phases", metric: str) -> None:
+def _mark_phases(ax: plt.Axes, ph: "Phases", metric: str, epochs_in_labels: bool = True) -> None:
     if ph.noisy_fit_start_epoch is not None:
         end = ph.noisy_fit_end_epoch if ph.noisy_fit_end_epoch is not None else ph.last_epoch
         ax.axvspan(ph.noisy_fit_start_epoch, end, color=PHASE_SHADE, alpha=0.6, lw=0,
@@ -194,7 +258,8 @@ def _mark_phases(ax: plt.Axes, ph: "Phases", metric: str) -> None:
     styles = [":", "--", "-."]
     for (label, epoch), ls in zip(marks, styles):
         if epoch is not None:
-            ax.axvline(epoch, color=OKABE_ITO["bluish green"], ls=ls, lw=1.2, label=f"{label} (epoch {epoch})")
+            ax.axvline(epoch, color=OKABE_ITO["bluish green"], ls=ls, lw=1.2,
+                       label=f"{label} (epoch {epoch})" if epochs_in_labels else label)
 
 
 def _four_way_finding(ph: "Phases | None", metric: str) -> str:
@@ -223,18 +288,56 @@ def plot_separation_heatmap(layer_table: pd.DataFrame, title: str | None = None,
     """
     pivot = layer_table.pivot(index="layer", columns="epoch", values="cosine").sort_index()
     fig, ax = plt.subplots(layout="constrained", figsize=(min(MAX_WIDTH, 3 + 0.35 * pivot.shape[1]), 1.2 + 0.45 * len(pivot)))
+    image = _cosine_heatmap(ax, pivot, vmin)
+    fig.colorbar(image, ax=ax, label="cosine (clean vs noisy class means)")
+    ax.set_title(title or _separation_finding(pivot))
+    return fig
+
+
+@styled
+def plot_separation_heatmaps(layer_tables: "Mapping[str, pd.DataFrame]", vmin: float | None = None,
+                             titles: "Mapping[str, str] | None" = None) -> Figure:
+    """``plot_separation_heatmap`` for several models (the keys) in one figure: one panel per model,
+    as tall as its number of layers, on one colour scale with one colour bar.
+
+    ``vmin`` fixes the low end of the colour scale (default: the lowest cosine of all models);
+    ``titles`` starts each panel's title (default: the model's name in capitals).
+    """
+    pivots = {key: t.pivot(index="layer", columns="epoch", values="cosine").sort_index()
+              for key, t in layer_tables.items()}
+    low = min(float(np.nanmin(p.to_numpy())) for p in pivots.values()) if vmin is None else vmin
+    fig, axes = panel_rows([0.9 + 0.3 * len(p) for p in pivots.values()], extra=0.9)
+    image = None
+    for ax, (key, pivot) in zip(axes, pivots.items()):
+        image = _cosine_heatmap(ax, pivot, low)
+        name = (titles or {}).get(key, str(key).upper())
+        last = pivot.iloc[:, -1]
+        panel_title(ax, f"{name}, epoch {pivot.columns[-1]}: cosine {last.iloc[0]:.2f} in layer {last.index[0]}, "
+                        f"{last.iloc[-1]:.2f} in layer {last.index[-1]}")
+    for ax in axes[:-1]:
+        ax.set_xlabel("")
+    # Below the panels, so that each panel's title has the figure's width.
+    fig.colorbar(image, ax=axes, label="cosine (clean vs noisy class means)", location="bottom",
+                 fraction=0.05, aspect=40, shrink=0.8)
+    return fig
+
+
+#: Most tick labels an epoch axis of snapshots gets: 11-point labels of up to four digits side by
+#: side in a heatmap of the column's width.
+MAX_EPOCH_TICKS = 10
+
+
+def _cosine_heatmap(ax: plt.Axes, pivot: pd.DataFrame, vmin: float | None) -> Any:
     image = ax.imshow(pivot.to_numpy(), aspect="auto", cmap="viridis", origin="upper",
                       vmin=np.nanmin(pivot.to_numpy()) if vmin is None else vmin, vmax=1.0,
                       interpolation="nearest")
     ax.grid(False)
-    step = max(1, int(np.ceil(pivot.shape[1] / 16)))
+    step = max(1, int(np.ceil(pivot.shape[1] / MAX_EPOCH_TICKS)))
     ax.set_xticks(range(0, pivot.shape[1], step), [str(e) for e in pivot.columns[::step]])
     ax.set_yticks(range(len(pivot)), [str(layer) for layer in pivot.index])
     ax.set_xlabel("epoch of snapshot")
     ax.set_ylabel("hidden layer")
-    fig.colorbar(image, ax=ax, label="cosine (clean vs noisy class means)")
-    ax.set_title(title or _separation_finding(pivot))
-    return fig
+    return image
 
 
 @styled
@@ -296,8 +399,10 @@ def plot_seed_spread(table: pd.DataFrame, x: str, y: str, ylabel: str, title: st
     return fig
 
 
-def test_accuracy_twin(ax: plt.Axes, metrics: pd.DataFrame, legend_title: str | None = None) -> None:
-    """Test accuracy (dotted) on a right-hand axis, and one legend for both axes to the right."""
+def test_accuracy_twin(ax: plt.Axes, metrics: pd.DataFrame, legend_title: str | None = None,
+                       legend: bool = True) -> plt.Axes:
+    """Test accuracy (dotted) on a right-hand axis, and (``legend``) one legend for both axes to the
+    right; returns the right-hand axes."""
     twin = ax.twinx()
     twin.plot(metrics["epoch"], metrics["test_acc"], color=SPLIT_COLORS["test"], ls=":", lw=1.5,
               label="test accuracy (right axis)")
@@ -305,9 +410,11 @@ def test_accuracy_twin(ax: plt.Axes, metrics: pd.DataFrame, legend_title: str | 
     twin.yaxis.set_major_formatter(PercentFormatter(1.0))
     twin.grid(False)
     twin.spines["right"].set_visible(True)
-    handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-    # Beside the right axis's labels whatever their size (the figure's constrained layout makes room).
-    ax.figure.legend(handles=handles, loc="outside right upper", frameon=False, title=legend_title)
+    if legend:
+        handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+        # Beside the right axis's labels whatever their size (the figure's constrained layout makes room).
+        ax.figure.legend(handles=handles, loc="outside right upper", frameon=False, title=legend_title)
+    return twin
 
 
 # --------------------------------------------------------------------------- large activation
@@ -375,8 +482,40 @@ def plot_activation_histogram(snapshot: dict[str, np.ndarray], layer: int, title
 def plot_correlations(corr_table: pd.DataFrame, title: str | None = None) -> Figure:
     """Pearson (bars, Fisher-z CI) and Spearman (diamonds) per quantity, inputs and outputs coloured apart."""
     t = corr_table.reset_index(drop=True)
-    y = np.arange(len(t))[::-1]
     fig, ax = plt.subplots(layout="constrained", figsize=(8, 0.9 + 0.38 * len(t)))
+    _draw_correlations(ax, t)
+    ax.legend(loc="lower right", frameon=False)
+    if title is None:  # the pre-activation is the neuron's own drive, not an image statistic
+        image = t[(t["kind"] == "input") & (t["quantity"] != "pre-activation")]
+        outputs = t[t["kind"] == "output"]
+        title = (f"Large neuron: |r| up to {image['pearson'].abs().max():.2f} with image statistics, "
+                 f"{outputs['pearson'].abs().max():.2f} with outputs")
+        if {"layer", "neuron"} <= set(corr_table.attrs):
+            title += f"\n(layer {corr_table.attrs['layer']}, neuron {corr_table.attrs['neuron']}, " \
+                     f"epoch {corr_table.attrs['epoch']})"
+    ax.set_title(title)
+    return fig
+
+
+@styled
+def plot_correlation_panels(panels: "Sequence[tuple[str, pd.DataFrame]]", title: str | None = None) -> Figure:
+    """``plot_correlations`` for several neurons in one figure: one panel per ``(title, corr_table)``
+    on one correlation axis, one legend below the panels."""
+    fig, axes = panel_rows([0.6 + 0.24 * len(t) for _, t in panels], sharex=True,
+                           extra=0.9 + (0.3 if title else 0.0))
+    for ax, (heading, t) in zip(axes, panels):
+        _draw_correlations(ax, t.reset_index(drop=True))
+        panel_title(ax, heading)
+    for ax in axes[:-1]:
+        ax.set_xlabel("")
+    shared_legend(fig, axes, ncols=3)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _draw_correlations(ax: plt.Axes, t: pd.DataFrame) -> None:
+    y = np.arange(len(t))[::-1]
     colors = [KIND_COLORS.get(k, OKABE_ITO["black"]) for k in t["kind"]]
     err = np.vstack([t["pearson"] - t["pearson_low"], t["pearson_high"] - t["pearson"]])
     ax.barh(y, t["pearson"], xerr=np.nan_to_num(err), color=colors, alpha=0.85, capsize=3,
@@ -388,19 +527,8 @@ def plot_correlations(corr_table: pd.DataFrame, title: str | None = None) -> Fig
     ax.set_xlim(-1, 1)
     ax.set_xlabel("correlation with the neuron's activation (Pearson, 95% CI)")
     for kind, color in KIND_COLORS.items():
-        ax.barh([np.nan], [np.nan], color=color, label=f"{kind} quantity")
-    ax.legend(loc="lower right", frameon=False)
+        ax.barh([np.nan], [np.nan], color=color, label=f"{kind} quantity (Pearson)")
     ax.grid(axis="y", visible=False)
-    if title is None:  # the pre-activation is the neuron's own drive, not an image statistic
-        image = t[(t["kind"] == "input") & (t["quantity"] != "pre-activation")]
-        outputs = t[t["kind"] == "output"]
-        title = (f"Large neuron: |r| up to {image['pearson'].abs().max():.2f} with image statistics, "
-                 f"{outputs['pearson'].abs().max():.2f} with outputs")
-        if {"layer", "neuron"} <= set(corr_table.attrs):
-            title += f"\n(layer {corr_table.attrs['layer']}, neuron {corr_table.attrs['neuron']}, " \
-                     f"epoch {corr_table.attrs['epoch']})"
-    ax.set_title(title)
-    return fig
 
 
 # --------------------------------------------------------------------------- data
@@ -535,13 +663,15 @@ def plot_separation_index(index: pd.DataFrame, title: str, column: str = "index"
     difference between noisy and unseen images.
     """
     models = list(dict.fromkeys(index["model"]))
-    fig, axes = plt.subplots(1, len(models), layout="constrained", figsize=(min(MAX_WIDTH, 3.2 * len(models) + 1), 3.6),
+    fig, axes = plt.subplots(1, len(models), layout="constrained", figsize=(min(MAX_WIDTH, 3.2 * len(models) + 1), 4.4),
                              sharey=True, squeeze=False)
+    fig.get_layout_engine().set(wspace=0.05)  # the last layer of one panel apart from the first of the next
     for ax, model in zip(axes[0], models):
         rows = index[index["model"] == model]
         first, last = rows["epoch"].min(), rows.groupby("seed")["epoch"].max().min()
         for epoch, color, label in ((first, OKABE_ITO["black"], f"epoch {first} (initialisation)"),
-                                    (last, MODEL_COLORS.get(model, OKABE_ITO["blue"]), f"epoch {last}")):
+                                    (last, MODEL_COLORS.get(model, OKABE_ITO["blue"]),
+                                     f"{model.upper()}: epoch {last} (last snapshot)")):
             stats = rows[rows["epoch"] == epoch].groupby("layer")[column].agg(["mean", "min", "max"])
             ax.plot(stats.index, stats["mean"], marker="o", ms=4, color=color, label=label)
             if rows["seed"].nunique() > 1:
@@ -551,8 +681,10 @@ def plot_separation_index(index: pd.DataFrame, title: str, column: str = "index"
         ax.set_xlabel("hidden layer")
         n = rows["seed"].nunique()
         ax.set_title(f"{model.upper()} ({n} seed{'s' if n > 1 else ''})")
-        ax.legend(frameon=False, fontsize=8, loc="upper left")
     axes[0][0].set_ylabel(INDEX_LABELS.get(column, column))
+    # One legend below the panels: inside them it would cover the curves.
+    bands = index.groupby("model")["seed"].nunique().max() > 1
+    shared_legend(fig, axes[0], title="band: min to max over seeds" if bands else None)
     fig.suptitle(title)
     return fig
 
@@ -561,13 +693,7 @@ def plot_separation_index(index: pd.DataFrame, title: str, column: str = "index"
 def plot_ratio_over_training(per_image: pd.DataFrame, metrics: pd.DataFrame, title: str) -> Figure:
     """Per layer: the median per-image ratio over epochs (band: quartiles over images), test accuracy on a twin axis."""
     fig, ax = plt.subplots(layout="constrained", figsize=(9, 4.5))
-    layers = sorted(per_image["layer"].unique())
-    for color, layer in zip(layer_colors(len(layers)), layers):
-        t = per_image[per_image["layer"] == layer].sort_values("epoch")
-        ax.plot(t["epoch"], t["ratio"], marker="o", ms=3, color=color, label=f"layer {layer}")
-        ax.fill_between(t["epoch"], t["ratio_q25"], t["ratio_q75"], color=color, alpha=0.15, lw=0)
-    log_y_axis(ax)
-    epoch_axis(ax, float(max(per_image["epoch"].max(), metrics["epoch"].max())))
+    _draw_ratio_over_training(ax, per_image, metrics, len(per_image["layer"].unique()))
     ax.set_ylabel("per-image ratio: top |activation| /\nmedian non-zero |activation| (median over images)")
     test_accuracy_twin(ax, metrics, legend_title="band: quartiles over images")
     ax.set_title(title)
@@ -575,40 +701,120 @@ def plot_ratio_over_training(per_image: pd.DataFrame, metrics: pd.DataFrame, tit
 
 
 @styled
+def plot_ratio_over_training_panels(panels: "Sequence[tuple[str, pd.DataFrame, pd.DataFrame]]",
+                                    title: str | None = None) -> Figure:
+    """``plot_ratio_over_training`` for several runs in one figure: one panel per ``(title, per_image,
+    metrics)``, each layer in the same colour in every panel, one legend below the panels."""
+    n_layers = max(len(per_image["layer"].unique()) for _, per_image, _ in panels)
+    fig, axes = panel_rows([2.5] * len(panels), extra=1.2 + (0.3 if title else 0.0))
+    twins = []
+    for ax, (heading, per_image, metrics) in zip(axes, panels):
+        _draw_ratio_over_training(ax, per_image, metrics, n_layers)
+        twins.append(test_accuracy_twin(ax, metrics, legend=False))
+        panel_title(ax, heading)
+    for ax in axes[:-1]:
+        ax.set_xlabel("")
+    fig.supylabel("per-image ratio: top / median non-zero |activation|\n(median over images; log scale)",
+                  fontsize=MIN_FONT_PT + 1)
+    shared_legend(fig, [*axes, *twins], ncols=4, title="band: quartiles over images")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _draw_ratio_over_training(ax: plt.Axes, per_image: pd.DataFrame, metrics: pd.DataFrame, n_layers: int) -> None:
+    """Layer ``k`` in the ``k``-th of ``n_layers`` colours, so that several panels share them."""
+    colors = layer_colors(n_layers)
+    for layer in sorted(per_image["layer"].unique()):
+        color = colors[min(int(layer), n_layers) - 1] if int(layer) >= 1 else colors[0]
+        t = per_image[per_image["layer"] == layer].sort_values("epoch")
+        ax.plot(t["epoch"], t["ratio"], marker="o", ms=3, color=color, label=f"layer {layer}")
+        ax.fill_between(t["epoch"], t["ratio_q25"], t["ratio_q75"], color=color, alpha=0.15, lw=0)
+    log_y_axis(ax)
+    epoch_axis(ax, float(max(per_image["epoch"].max(), metrics["epoch"].max())))
+
+
+@styled
 def plot_ratio_distribution(ratios: dict[str, np.ndarray], title: str) -> Figure:
     """Histograms (log x) of per-image ratios, one per label (e.g. at initialisation and at the last epoch)."""
     fig, ax = plt.subplots(layout="constrained", figsize=(8, 4))
-    finite = [np.asarray(v, dtype=float)[np.isfinite(v) & (np.asarray(v) > 0)] for v in ratios.values()]
-    everything = np.concatenate([v for v in finite if len(v)]) if any(len(v) for v in finite) else np.array([1.0])
-    bins = np.geomspace(everything.min(), everything.max() * 1.001, 40) if everything.max() > everything.min() else 10
-    colors = [OKABE_ITO["black"], OKABE_ITO["vermillion"], OKABE_ITO["blue"], OKABE_ITO["bluish green"]]
-    for (label, _), values, color in zip(ratios.items(), finite, colors):
-        ax.hist(values, bins=bins, histtype="step", lw=2, color=color,
-                label=f"{label}: median {np.median(values):.1f}x" if len(values) else label)
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "235" else ""))
-    ax.set_xlabel("per-image ratio: top |activation| / median non-zero |activation| (log scale)")
-    ax.set_ylabel("number of probe images")
+    _draw_ratio_distribution(ax, ratios)
     ax.legend(frameon=False)
     ax.set_title(title)
     return fig
 
 
 @styled
-def plot_class_index(table: pd.DataFrame, epoch: int, title: str | None = None) -> Figure:
+def plot_ratio_distribution_panels(panels: "Sequence[tuple[str, dict[str, np.ndarray]]]",
+                                   title: str | None = None) -> Figure:
+    """``plot_ratio_distribution`` for several runs in one figure: one panel per ``(title, ratios)``,
+    the medians in each panel's title, one legend (the keys of ``ratios``) below the panels."""
+    fig, axes = panel_rows([2.3] * len(panels), extra=0.9 + (0.3 if title else 0.0))
+    for ax, (heading, ratios) in zip(axes, panels):
+        medians = _draw_ratio_distribution(ax, ratios, medians_in_labels=False)
+        panel_title(ax, f"{heading}; medians {' and '.join(f'{m:.1f}x' for m in medians)}")
+        ax.set_ylabel("probe images")
+    for ax in axes[:-1]:
+        ax.set_xlabel("")
+    axes[-1].set_xlabel("per-image ratio: top |activation| / median non-zero |activation| (log scale)")
+    shared_legend(fig, axes)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _draw_ratio_distribution(ax: plt.Axes, ratios: dict[str, np.ndarray], medians_in_labels: bool = True) -> list[float]:
+    """Step histograms of ``ratios`` on a log x axis; returns their medians (nan where empty)."""
+    finite = [np.asarray(v, dtype=float)[np.isfinite(v) & (np.asarray(v) > 0)] for v in ratios.values()]
+    everything = np.concatenate([v for v in finite if len(v)]) if any(len(v) for v in finite) else np.array([1.0])
+    bins = np.geomspace(everything.min(), everything.max() * 1.001, 40) if everything.max() > everything.min() else 10
+    colors = [OKABE_ITO["black"], OKABE_ITO["vermillion"], OKABE_ITO["blue"], OKABE_ITO["bluish green"]]
+    medians = [float(np.median(values)) if len(values) else float("nan") for values in finite]
+    for (label, _), values, median, color in zip(ratios.items(), finite, medians, colors):
+        ax.hist(values, bins=bins, histtype="step", lw=2, color=color,
+                label=f"{label}: median {median:.1f}x" if len(values) and medians_in_labels else label)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "235" else ""))
+    ax.set_xlabel("per-image ratio: top |activation| / median non-zero |activation| (log scale)")
+    ax.set_ylabel("number of probe images")
+    return medians
+
+
+@styled
+def plot_class_index(table: pd.DataFrame, epoch: "int | Sequence[int]", title: str | None = None) -> Figure:
     """The separation index of every layer and class at one snapshot epoch (an ``index_table``),
-    on a colour scale centred on the split-half baseline 0."""
-    grid = table[table["epoch"] == epoch].pivot(index="layer", columns="class", values="index")
-    fig, ax = plt.subplots(layout="constrained", figsize=(8, 1.4 + 0.4 * len(grid)))
+    on a colour scale centred on the split-half baseline 0.
+
+    Several epochs give one panel each, on one colour scale; ``title`` then heads the figure and
+    each panel is titled with its epoch.
+    """
+    epochs = [int(epoch)] if np.ndim(epoch) == 0 else [int(e) for e in epoch]
+    grids = [table[table["epoch"] == e].pivot(index="layer", columns="class", values="index") for e in epochs]
     bound = float(np.nanmax(np.abs(table["index"].to_numpy()))) or 1.0
-    image = ax.imshow(grid.to_numpy(), cmap="RdBu_r", aspect="auto", vmin=-bound, vmax=bound)
-    ax.set_xticks(range(grid.shape[1]), [CLASSES[c] for c in grid.columns], rotation=30, ha="right")
-    ax.set_yticks(range(len(grid)), [f"layer {layer}" for layer in grid.index])
-    ax.grid(False)
-    fig.colorbar(image, ax=ax, label="separation index")
-    ax.set_title(title or f"Epoch {epoch}: separation index per layer and class "
-                          f"(mean {np.nanmean(grid.to_numpy()):+.2f})")
+    if len(epochs) == 1:
+        fig, ax = plt.subplots(layout="constrained", figsize=(8, 1.4 + 0.4 * len(grids[0])))
+        axes = [ax]
+    else:
+        fig, axes = panel_rows([0.8 + 0.3 * len(g) for g in grids], sharex=True, extra=1.7)
+    image = None
+    for ax, e, grid in zip(axes, epochs, grids):
+        image = ax.imshow(grid.to_numpy(), cmap="RdBu_r", aspect="auto", vmin=-bound, vmax=bound)
+        ax.set_xticks(range(grid.shape[1]), [CLASSES[c] for c in grid.columns], rotation=30, ha="right")
+        ax.set_yticks(range(len(grid)), [f"layer {layer}" for layer in grid.index])
+        ax.grid(False)
+        finding = f"separation index per layer and class (mean {np.nanmean(grid.to_numpy()):+.2f})"
+        if len(epochs) == 1:
+            ax.set_title(title or f"Epoch {e}: {finding}")
+        else:
+            panel_title(ax, f"Epoch {e}: {finding}")
+    if len(epochs) == 1:
+        fig.colorbar(image, ax=axes, label="separation index")
+    else:  # below the panels, so that each panel's title has the figure's width
+        fig.colorbar(image, ax=axes, label="separation index", location="bottom", fraction=0.05, aspect=40,
+                     shrink=0.8)
+    if len(epochs) > 1 and title:
+        fig.suptitle(title)
     return fig
 
 
@@ -618,6 +824,30 @@ def plot_ablation(table: pd.DataFrame, title: str | None = None) -> Figure:
     the large-activation neuron first (vermillion), then the random neurons of the same layer (grey)."""
     rows = table[table["label"] != "baseline"].reset_index(drop=True)
     fig, ax = plt.subplots(layout="constrained", figsize=(8, 3.8))
+    _draw_ablation(ax, rows)
+    layer, mode = int(rows["layer"].iloc[0]), str(rows["mode"].iloc[0])
+    ax.set_title(title or f"Layer {layer}, {mode}-ablation: test accuracy change with 95% paired intervals")
+    return fig
+
+
+@styled
+def plot_ablation_panels(panels: "Sequence[tuple[str, pd.DataFrame]]", title: str | None = None) -> Figure:
+    """``plot_ablation`` for several runs in one figure: one panel per ``(title, ablation_table)``, each
+    title followed by the layer and mode, one axis label for all panels."""
+    fig, axes = panel_rows([2.4] * len(panels), extra=0.4 + (0.3 if title else 0.0))
+    for ax, (heading, table) in zip(axes, panels):
+        rows = table[table["label"] != "baseline"].reset_index(drop=True)
+        _draw_ablation(ax, rows)
+        ax.set_ylabel("")
+        ax.set_xlabel("silenced neuron" if ax is not axes[-1] else ax.get_xlabel())
+        panel_title(ax, f"{heading}, layer {int(rows['layer'].iloc[0])}, {rows['mode'].iloc[0]}-ablation")
+    fig.supylabel("change of test accuracy (points, 95% paired interval)", fontsize=MIN_FONT_PT + 1)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _draw_ablation(ax: plt.Axes, rows: pd.DataFrame) -> None:
     x = np.arange(len(rows))
     colors = [OKABE_ITO["vermillion"] if label == "large neuron" else "#999999" for label in rows["label"]]
     ax.bar(x, 100 * rows["d_test_acc"], color=colors)
@@ -630,9 +860,6 @@ def plot_ablation(table: pd.DataFrame, title: str | None = None) -> Figure:
     ax.set_xlabel("silenced neuron (first: the large-activation neuron; the rest: random neurons)")
     ax.set_ylabel("change of test accuracy (points)")
     ax.grid(axis="x", visible=False)
-    layer, mode = int(rows["layer"].iloc[0]), str(rows["mode"].iloc[0])
-    ax.set_title(title or f"Layer {layer}, {mode}-ablation: test accuracy change with 95% paired intervals")
-    return fig
 
 
 @styled

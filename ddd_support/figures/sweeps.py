@@ -40,9 +40,15 @@ def plot_error_heatmaps(epochs: pd.DataFrame, table: pd.DataFrame, title: str) -
     rates = sorted(data["noise_rate"].unique())
     error = 1 - data.loc[data["epoch"] >= 1, "test_acc"]
     vmin, vmax = float(error.min()), float(error.max())
-    fig, axes = plt.subplots(1, len(widths), figsize=(MAX_WIDTH, 3.2), sharey=True, squeeze=False)
+    # Two panels a row: four side by side leave each about an inch and a half, too little for the
+    # epoch labels (0, 1, 10, 100) of neighbouring panels to stay apart.
+    ncols = min(len(widths), 2)
+    nrows = -(-len(widths) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(MAX_WIDTH, 0.8 + 2.3 * nrows), sharey=True, squeeze=False,
+                             layout="constrained")
+    fig.get_layout_engine().set(wspace=0.06, hspace=0.04)
     mesh = None
-    for ax, width in zip(axes[0], widths):
+    for ax, width in zip(axes.flat, widths):
         part = data[data["widths"] == width]
         grid = (1 - part.pivot_table(index="noise_rate", columns="epoch", values="test_acc")).reindex(rates)
         epoch_values = grid.columns.to_numpy(dtype=float)
@@ -52,17 +58,20 @@ def plot_error_heatmaps(epochs: pd.DataFrame, table: pd.DataFrame, title: str) -
         best = grid.to_numpy().argmin(axis=1)
         ax.scatter(epoch_values[best], np.arange(len(rates)), s=18, color="white", edgecolor="black",
                    linewidth=0.6, zorder=3)
-        epoch_axis(ax, epoch_values[-1], label="epoch (log scale)")
+        epoch_axis(ax, epoch_values[-1], label="")
         ax.set_xticks([t for t in (0, 1, 10, 100, 1000) if t <= epoch_values[-1]])
         ax.set_title(width_label(width))
         ax.grid(False)
         ax.set_yticks(np.arange(len(rates)), [f"{r:.0%}" for r in rates])
-    axes[0][0].set_ylabel("label noise")
-    bar = fig.colorbar(mesh, ax=axes[0].tolist(), fraction=0.025, pad=0.02)
+    for ax in axes.flat[len(widths):]:
+        ax.set_visible(False)
+    fig.supxlabel("epoch (log scale)", fontsize=12)
+    fig.supylabel("label noise", fontsize=12)
+    bar = fig.colorbar(mesh, ax=axes.ravel().tolist(), fraction=0.04, aspect=30, pad=0.02)
     bar.set_label("test error")
     bar.formatter = PercentFormatter(1.0, decimals=0)
     bar.update_ticks()
-    fig.suptitle(title, y=1.06)
+    fig.suptitle(title)
     return fig
 
 

@@ -228,7 +228,7 @@ def test_separation_index_draws_initialisation_and_last_epoch_per_model_with_the
     fig = fg.plot_separation_index(index, "t")
     assert len(fig.axes) == 2
     labels = [l.get_label() for l in fig.axes[1].lines]
-    assert "epoch 0 (initialisation)" in labels and "epoch 40" in labels
+    assert "epoch 0 (initialisation)" in labels and "MLP5: epoch 40 (last snapshot)" in labels
     assert any(l.get_ydata()[0] == 0 and l.get_linestyle() == "--" for l in fig.axes[0].lines)
 
 
