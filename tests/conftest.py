@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -37,13 +38,10 @@ def synthetic_arrays() -> CifarArrays:
 
 
 @pytest.fixture(scope="session")
-def finished_run(tmp_path_factory, synthetic_arrays) -> Path:
+def finished_run(trained_run) -> Path:
     """One complete run of ``tiny_config()`` on ``synthetic_arrays``, trained once per test session:
     tests read it and never change it (``finished_run_copy`` gives a private copy to change)."""
-    from ddd_support.train.driver import train
-
-    torch.set_num_threads(2)
-    return train(tiny_config(), tmp_path_factory.mktemp("finished"), synthetic_arrays)
+    return trained_run()
 
 
 @pytest.fixture
@@ -54,6 +52,40 @@ def finished_run_copy(finished_run, tmp_path) -> Path:
     root = finished_run.parents[2]
     shutil.copytree(root, tmp_path, dirs_exist_ok=True)
     return tmp_path / finished_run.relative_to(root)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, synthetic_arrays):
+    """``trained_run(**overrides)``: the run of ``tiny_config(**overrides)`` on ``synthetic_arrays``,
+    trained once per test session and configuration (under ``<root>/test/<model>/seed<n>``). Tests
+    read it and never change it; ``trained_run_copy`` gives a private copy to change."""
+    from ddd_support.train.driver import train
+
+    runs: dict[str, Path] = {}
+
+    def get(**overrides) -> Path:
+        key = json.dumps(tiny_config(**overrides).to_dict(), sort_keys=True)
+        if key not in runs:
+            torch.set_num_threads(2)
+            runs[key] = train(tiny_config(**overrides), tmp_path_factory.mktemp("trained"), synthetic_arrays)
+        return runs[key]
+
+    return get
+
+
+@pytest.fixture
+def trained_run_copy(trained_run, tmp_path):
+    """``trained_run_copy(out=tmp_path, **overrides)``: a private copy of ``trained_run(**overrides)`` under
+    ``out`` (the same layout: ``out/test/<model>/seed<n>``), as if it had been trained there."""
+    import shutil
+
+    def copy(out: Path | None = None, **overrides) -> Path:
+        run = trained_run(**overrides)
+        root, out = run.parents[2], Path(out or tmp_path)
+        shutil.copytree(root, out, dirs_exist_ok=True)
+        return out / run.relative_to(root)
+
+    return copy
 
 
 @pytest.fixture(autouse=True)

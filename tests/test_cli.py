@@ -67,12 +67,16 @@ def test_every_subcommand_takes_quiet_and_verbose_before_or_after_it(command, fl
         assert getattr(args, "quiet", False) == quiet and getattr(args, "verbose", None) == verbose, argv
 
 
-def test_status_goes_to_stderr_and_results_to_stdout(image_root, tmp_path, capsys):
+def test_status_goes_to_stderr_and_results_to_stdout_without_progress_bars_off_a_terminal(image_root, tmp_path,
+                                                                                          capsys):
     loud = [a for a in TINY if a != "--quiet"]
     assert main(["train", "--model", "mlp3", "--out", str(tmp_path / "runs"), *loud]) == 0
     out, err = capsys.readouterr()
     assert out.strip().endswith("smoke/mlp3/seed0")
     assert "train: profile smoke, model(s) mlp3, seed(s) 0" in err
+    # stderr is not a terminal here: no progress bars unless asked, while the status lines still come
+    assert "train: profile smoke" in err
+    assert "epoch/s" not in err and "s/epoch" not in err and "%|" not in err
 
 
 def test_quiet_leaves_stderr_empty(image_root, tmp_path, capsys):
@@ -201,10 +205,3 @@ def test_a_closed_pipe_ends_the_listing_quietly():
                             capture_output=True, text=True)
     assert result.stdout.startswith("smoke:") and result.stderr == ""
 
-
-def test_no_progress_bars_when_stderr_is_not_a_terminal(image_root, tmp_path, capsys):
-    loud = [a for a in TINY if a != "--quiet"]
-    assert main(["train", "--model", "mlp3", "--out", str(tmp_path / "runs"), *loud]) == 0
-    err = capsys.readouterr().err
-    assert "train: profile smoke" in err  # the status lines still come
-    assert "epoch/s" not in err and "s/epoch" not in err and "%|" not in err

@@ -27,8 +27,8 @@ def test_thinning_keeps_first_and_last_and_at_most_the_count():
     assert thin_epochs([0, 5, 9], 6) == [0, 5, 9]
 
 
-def test_reference_copy_is_smaller_and_reads_as_a_run(tmp_path, synthetic_arrays):
-    run_dir = train(tiny_config(epochs=12, base_width=32, top_k=4), tmp_path / "runs", synthetic_arrays)
+def test_reference_copy_is_smaller_and_reads_as_a_run(tmp_path, trained_run_copy):
+    run_dir = trained_run_copy(tmp_path / "runs", epochs=12, base_width=32, top_k=4)
     ref_dir = export_reference(run_dir, tmp_path / "ref", max_snapshots=4, top_k=2, ablation=False)
     size = lambda d: sum(f.stat().st_size for f in d.rglob("*") if f.is_file())  # noqa: E731
     assert size(ref_dir) < size(run_dir) / 4
@@ -45,8 +45,8 @@ def test_reference_copy_is_smaller_and_reads_as_a_run(tmp_path, synthetic_arrays
     assert np.array_equal(ref.test_correct, run.test_correct)
 
 
-def test_an_unfinished_run_is_not_exported(tmp_path, synthetic_arrays):
-    run_dir = train(tiny_config(epochs=3), tmp_path / "runs", synthetic_arrays)
+def test_an_unfinished_run_is_not_exported(tmp_path, trained_run_copy):
+    run_dir = trained_run_copy(tmp_path / "runs", epochs=3)
     state = json.loads((run_dir / "config.json").read_text())
     state["status"] = "running"
     (run_dir / "config.json").write_text(json.dumps(state))
@@ -54,8 +54,8 @@ def test_an_unfinished_run_is_not_exported(tmp_path, synthetic_arrays):
         export_reference(run_dir, tmp_path / "ref", ablation=False)
 
 
-def test_analyses_give_the_same_answers_on_the_reference_copy(tmp_path, synthetic_arrays):
-    run_dir = train(tiny_config(epochs=6, base_width=32), tmp_path / "runs", synthetic_arrays)
+def test_analyses_give_the_same_answers_on_the_reference_copy(tmp_path, trained_run_copy):
+    run_dir = trained_run_copy(tmp_path / "runs", epochs=6, base_width=32)
     ref = load_run(export_reference(run_dir, tmp_path / "ref", max_snapshots=20, ablation=False))
     run = load_run(run_dir)
     full = layer_separation(separation_table(run))
@@ -89,8 +89,8 @@ def test_export_command_writes_copy_ablation_index_and_tables(tmp_path):
     assert {"phases.csv", "claims.csv", "claims_over_seeds.csv", "post_fit.csv"} <= set(index["profiles"]["test"]["tables"])
 
 
-def test_stored_ablation_is_the_checkpoint_s_ablation(tmp_path, synthetic_arrays):
-    run_dir = train(tiny_config(epochs=5, base_width=16), tmp_path / "runs", synthetic_arrays)
+def test_stored_ablation_is_the_checkpoint_s_ablation(tmp_path, synthetic_arrays, trained_run_copy):
+    run_dir = trained_run_copy(tmp_path / "runs", epochs=5, base_width=16)
     ref = load_run(export_reference(run_dir, tmp_path / "ref", cifar=synthetic_arrays))
     from ddd_support.analysis.ablation import ablation_layer
 
@@ -106,9 +106,9 @@ def test_stored_ablation_is_the_checkpoint_s_ablation(tmp_path, synthetic_arrays
         ablation_for(ref, layer)
 
 
-def test_index_lists_runs_and_tables_cover_every_seed(tmp_path, synthetic_arrays):
+def test_index_lists_runs_and_tables_cover_every_seed(tmp_path, trained_run_copy):
     for seed in (0, 1):
-        run_dir = train(tiny_config(seed=seed, epochs=4), tmp_path / "runs", synthetic_arrays)
+        run_dir = trained_run_copy(tmp_path / "runs", seed=seed, epochs=4)
         export_reference(run_dir, tmp_path / "ref", ablation=False)
     index = json.loads(write_reference_index(tmp_path / "ref").read_text())["profiles"]["test"]
     assert index["seeds"] == [0, 1] and len(index["runs"]) == 2
@@ -121,8 +121,8 @@ def test_index_lists_runs_and_tables_cover_every_seed(tmp_path, synthetic_arrays
     assert all(c.endswith("(2 seeds)") or c == "not testable" for c in counts["mlp3"])
 
 
-def test_runs_for_reads_a_reference_and_never_trains_into_it(tmp_path, synthetic_arrays):
-    run_dir = train(tiny_config(epochs=3), tmp_path / "runs", synthetic_arrays)
+def test_runs_for_reads_a_reference_and_never_trains_into_it(tmp_path, trained_run_copy):
+    run_dir = trained_run_copy(tmp_path / "runs", epochs=3)
     export_reference(run_dir, tmp_path / "ref", ablation=False)
     write_reference_index(tmp_path / "ref")
     before = sorted(p for p in (tmp_path / "ref").rglob("*"))
@@ -138,8 +138,8 @@ def test_runs_for_reads_a_reference_and_never_trains_into_it(tmp_path, synthetic
     assert not (tmp_path / "runs" / "test" / "mlp3" / "seed1").exists()
 
 
-def test_export_without_a_checkpoint_says_the_ablation_is_missing(tmp_path, synthetic_arrays):
-    run_dir = train(tiny_config(epochs=3, checkpoint_every=100), tmp_path / "runs", synthetic_arrays)
+def test_export_without_a_checkpoint_says_the_ablation_is_missing(tmp_path, trained_run_copy):
+    run_dir = trained_run_copy(tmp_path / "runs", epochs=3, checkpoint_every=100)
     for f in run_dir.glob("checkpoint*"):
         f.unlink()
     ref = load_run(export_reference(run_dir, tmp_path / "ref"))

@@ -27,18 +27,18 @@ def _one_line_error(capsys) -> str:
 
 
 # --------------------------------------------------------------------------- 1, 2: export never merges
-def test_export_into_a_trained_run_of_another_configuration_is_refused(tmp_path, synthetic_arrays, capsys):
-    other = train(tiny_config(epochs=4, lr=3e-4), tmp_path / "x", synthetic_arrays)
-    source = train(tiny_config(epochs=4), tmp_path / "y", synthetic_arrays)
+def test_export_into_a_trained_run_of_another_configuration_is_refused(tmp_path, trained_run_copy, capsys):
+    other = trained_run_copy(tmp_path / "x", epochs=4, lr=3e-4)
+    source = trained_run_copy(tmp_path / "y", epochs=4)
     before = {p.name: p.read_bytes() for p in other.rglob("*") if p.is_file()}
     assert main(["-q", "export-reference", str(source), "--dest", str(tmp_path / "x"), "--no-ablation"]) == 1
     assert "holds a trained run" in _one_line_error(capsys)
     assert {p.name: p.read_bytes() for p in other.rglob("*") if p.is_file()} == before, "nothing mixed in"
 
 
-def test_export_over_a_copy_of_another_configuration_is_refused_or_replaced_whole(tmp_path, synthetic_arrays):
-    first = train(tiny_config(epochs=12, lr=3e-4, snapshot_dense_until=2), tmp_path / "a", synthetic_arrays)
-    second = train(tiny_config(epochs=6, snapshot_dense_until=1), tmp_path / "b", synthetic_arrays)
+def test_export_over_a_copy_of_another_configuration_is_refused_or_replaced_whole(tmp_path, trained_run_copy):
+    first = trained_run_copy(tmp_path / "a", epochs=12, lr=3e-4, snapshot_dense_until=2)
+    second = trained_run_copy(tmp_path / "b", epochs=6, snapshot_dense_until=1)
     target = export_reference(first, tmp_path / "ref", ablation=False)
     with pytest.raises(RunDirError, match=r"another configuration \(lr: there 0.0003, exported 0.001;"):
         export_reference(second, tmp_path / "ref", ablation=False)
@@ -50,19 +50,19 @@ def test_export_over_a_copy_of_another_configuration_is_refused_or_replaced_whol
     assert on_disk == copy.snapshot_epochs, "no snapshot of the replaced copy left behind"
 
 
-def test_re_exporting_the_same_run_replaces_its_copy_whole(tmp_path, synthetic_arrays):
-    run_dir = train(tiny_config(epochs=12), tmp_path / "runs", synthetic_arrays)
+def test_re_exporting_the_same_run_replaces_its_copy_whole(tmp_path, trained_run_copy):
+    run_dir = trained_run_copy(tmp_path / "runs", epochs=12)
     export_reference(run_dir, tmp_path / "ref", max_snapshots=8, ablation=False)
     target = export_reference(run_dir, tmp_path / "ref", max_snapshots=3, ablation=False)
     on_disk = sorted(int(p.stem.split("_")[1]) for p in (target / "snapshots").glob("*.npz"))
     assert on_disk == load_run(target).snapshot_epochs and len(on_disk) == 3
 
 
-def test_two_points_of_a_sweep_are_exported_apart(tmp_path, synthetic_arrays, capsys):
+def test_two_points_of_a_sweep_are_exported_apart(tmp_path, trained_run_copy, capsys):
     sweep = tmp_path / "sweeps" / "lr"
     (sweep / "spec.yaml").parent.mkdir(parents=True)
     (sweep / "spec.yaml").write_text("name: lr\n")
-    runs = [train(tiny_config(epochs=4, lr=lr), sweep / f"lr={lr}", synthetic_arrays) for lr in (1e-3, 3e-4)]
+    runs = [trained_run_copy(sweep / f"lr={lr}", epochs=4, lr=lr) for lr in (1e-3, 3e-4)]
     assert main(["-q", "export-reference", *map(str, runs), "--dest", str(tmp_path / "ref"), "--no-ablation"]) == 0
     copies = [load_run(tmp_path / "ref" / "lr" / f"lr={lr}" / "test" / "mlp3" / "seed0") for lr in (1e-3, 3e-4)]
     assert [c.config["lr"] for c in copies] == [1e-3, 3e-4]
@@ -70,18 +70,17 @@ def test_two_points_of_a_sweep_are_exported_apart(tmp_path, synthetic_arrays, ca
     assert sorted(index["profiles"]) == ["lr/lr=0.0003/test", "lr/lr=0.001/test"]
 
 
-def test_two_runs_with_one_destination_are_refused_before_anything_is_written(tmp_path, synthetic_arrays, capsys):
-    runs = [train(tiny_config(epochs=4, lr=lr), tmp_path / f"out{i}", synthetic_arrays)
-            for i, lr in enumerate((1e-3, 3e-4))]
+def test_two_runs_with_one_destination_are_refused_before_anything_is_written(tmp_path, trained_run_copy, capsys):
+    runs = [trained_run_copy(tmp_path / f"out{i}", epochs=4, lr=lr) for i, lr in enumerate((1e-3, 3e-4))]
     assert main(["-q", "export-reference", *map(str, runs), "--dest", str(tmp_path / "ref"), "--no-ablation"]) == 1
     assert "would both be exported to" in _one_line_error(capsys)
     assert not (tmp_path / "ref").exists()
 
 
-def test_export_keeps_no_more_top_neurons_than_the_run_recorded(tmp_path, synthetic_arrays):
+def test_export_keeps_no_more_top_neurons_than_the_run_recorded(tmp_path, trained_run_copy):
     from ddd_support.errors import ConfigError
 
-    run_dir = train(tiny_config(epochs=3, top_k=3), tmp_path / "runs", synthetic_arrays)
+    run_dir = trained_run_copy(tmp_path / "runs", epochs=3, top_k=3)
     with pytest.raises(ConfigError, match="--top-k 4 is more than the 3 top neurons"):
         export_reference(run_dir, tmp_path / "ref", top_k=4, ablation=False)
     copy = load_run(export_reference(run_dir, tmp_path / "ref", top_k=3, max_snapshots=2, ablation=False))
@@ -114,8 +113,8 @@ def test_a_resume_on_changed_training_images_is_refused(tmp_path, synthetic_arra
 
 
 # --------------------------------------------------------------------------- 4: a deleted or edited snapshot
-def test_a_deleted_snapshot_is_refused_by_read_export_and_extension(tmp_path, synthetic_arrays):
-    run_dir = train(tiny_config(epochs=6), tmp_path / "runs", synthetic_arrays)
+def test_a_deleted_snapshot_is_refused_by_read_export_and_extension(tmp_path, synthetic_arrays, trained_run_copy):
+    run_dir = trained_run_copy(tmp_path / "runs", epochs=6)
     (run_dir / "snapshots" / "epoch_00006.npz").unlink()
     with pytest.raises(RunDirError, match=r"lacks the snapshot\(s\) of epoch\(s\) 6"):
         load_run(run_dir)
@@ -126,8 +125,8 @@ def test_a_deleted_snapshot_is_refused_by_read_export_and_extension(tmp_path, sy
 
 
 @pytest.mark.parametrize("name", ["snapshots/epoch_00002.npz", "probe.npz", "labels.npz"])
-def test_an_edited_snapshot_probe_or_label_file_is_refused_when_read(tmp_path, synthetic_arrays, name):
-    run_dir = train(tiny_config(epochs=4), tmp_path / "runs", synthetic_arrays)
+def test_an_edited_snapshot_probe_or_label_file_is_refused_when_read(tmp_path, trained_run_copy, name):
+    run_dir = trained_run_copy(tmp_path / "runs", epochs=4)
     with np.load(run_dir / name) as z:
         arrays = {k: z[k] for k in z.files}
     key = next(k for k, v in arrays.items() if v.dtype.kind in "fi" and v.size > 1)
@@ -139,8 +138,9 @@ def test_an_edited_snapshot_probe_or_label_file_is_refused_when_read(tmp_path, s
 
 
 # --------------------------------------------------------------------------- 5: an edit with its checksums deleted
-def test_an_edited_metric_with_its_checksum_file_deleted_is_refused_everywhere(tmp_path, synthetic_arrays, capsys):
-    run_dir = train(tiny_config(epochs=4), tmp_path / "runs", synthetic_arrays)
+def test_an_edited_metric_with_its_checksum_file_deleted_is_refused_everywhere(tmp_path, synthetic_arrays, capsys,
+                                                                             trained_run_copy):
+    run_dir = trained_run_copy(tmp_path / "runs", epochs=4)
     text = (run_dir / "metrics.csv").read_text()
     (run_dir / "metrics.csv").write_text(text.replace(",0.", ",0.9", 1))
     (run_dir / "checksums.json").unlink()
@@ -154,8 +154,9 @@ def test_an_edited_metric_with_its_checksum_file_deleted_is_refused_everywhere(t
 
 
 # --------------------------------------------------------------------------- 6: a damaged final checkpoint
-def test_export_with_a_damaged_final_checkpoint_refuses_an_ablation_from_an_older_one(tmp_path, synthetic_arrays):
-    run_dir = train(tiny_config(epochs=4), tmp_path / "runs", synthetic_arrays)
+def test_export_with_a_damaged_final_checkpoint_refuses_an_ablation_from_an_older_one(tmp_path, synthetic_arrays,
+                                                                                      trained_run_copy):
+    run_dir = trained_run_copy(tmp_path / "runs", epochs=4)
     newest = run_dir / checkpoints.checkpoint_name(4)
     newest.write_bytes(newest.read_bytes()[:-100])
     with pytest.raises(CheckpointError, match="checkpoint_e00004.pt is damaged.*--no-ablation"):
@@ -166,8 +167,8 @@ def test_export_with_a_damaged_final_checkpoint_refuses_an_ablation_from_an_olde
 
 # --------------------------------------------------------------------------- 7: an edited config
 @pytest.mark.parametrize("key, value", [("base_width", 32), ("model", "mlp7")])
-def test_an_edited_config_is_refused_with_or_without_checksums(tmp_path, synthetic_arrays, capsys, key, value):
-    run_dir = train(tiny_config(epochs=3), tmp_path / "runs", synthetic_arrays)
+def test_an_edited_config_is_refused_with_or_without_checksums(tmp_path, trained_run_copy, capsys, key, value):
+    run_dir = trained_run_copy(tmp_path / "runs", epochs=3)
     state = json.loads((run_dir / "config.json").read_text())
     state["config"][key] = value
     (run_dir / "config.json").write_text(json.dumps(state))
@@ -202,8 +203,8 @@ def test_a_run_without_clean_images_reads_without_a_false_error(tmp_path, synthe
     assert run.metrics["clean_loss"].isna().all() and run.metrics["noisy_loss"].notna().all()
 
 
-def test_a_read_that_catches_a_write_in_progress_is_repeated_and_never_advises_deletion(tmp_path, synthetic_arrays):
-    run_dir = train(tiny_config(epochs=3), tmp_path / "runs", synthetic_arrays)
+def test_a_read_that_catches_a_write_in_progress_is_repeated_and_never_advises_deletion(tmp_path, trained_run_copy):
+    run_dir = trained_run_copy(tmp_path / "runs", epochs=3)
     original = (run_dir / "metrics.csv").read_bytes()
     between_writes = original.replace(b",0.", b",0.9", 1)  # a version checksums.json does not list (yet)
     (run_dir / "metrics.csv").write_bytes(between_writes)

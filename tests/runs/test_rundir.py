@@ -132,8 +132,8 @@ def test_a_run_directory_locked_by_another_process_is_a_clear_error_with_a_timeo
     assert json.loads((run / "config.json").read_text())["status"] == "complete"
 
 
-def test_stale_temp_files_are_removed_when_the_run_directory_is_opened(tmp_path, synthetic_arrays):
-    run = train(tiny_config(epochs=2), tmp_path, synthetic_arrays)
+def test_stale_temp_files_are_removed_when_the_run_directory_is_opened(tmp_path, synthetic_arrays, trained_run_copy):
+    run = trained_run_copy(tmp_path, epochs=2)
     stale = [run / ".metrics.csv.k3j2h1.tmp", run / ".checkpoint_e00002.pt.abc123.tmp",
              run / "snapshots" / ".epoch_00001.npz.zz9.tmp"]
     for f in stale:
@@ -144,8 +144,8 @@ def test_stale_temp_files_are_removed_when_the_run_directory_is_opened(tmp_path,
 
 
 # --------------------------------------------------------------------------- metrics.csv validated
-def test_a_changed_digit_in_metrics_is_detected_when_the_run_is_read(tmp_path, synthetic_arrays, capsys):
-    run = train(tiny_config(epochs=4), tmp_path, synthetic_arrays)
+def test_a_changed_digit_in_metrics_is_detected_when_the_run_is_read(tmp_path, trained_run_copy, capsys):
+    run = trained_run_copy(tmp_path, epochs=4)
     lines = (run / "metrics.csv").read_text().splitlines()
     header = lines[0].split(",")
     row = lines[3].split(",")
@@ -161,8 +161,8 @@ def test_a_changed_digit_in_metrics_is_detected_when_the_run_is_read(tmp_path, s
     assert "changed after training" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
-def test_a_blank_value_is_refused_on_read_even_without_checksums(tmp_path, synthetic_arrays):
-    run = train(tiny_config(epochs=4), tmp_path, synthetic_arrays)
+def test_a_blank_value_is_refused_on_read_even_without_checksums(tmp_path, trained_run_copy):
+    run = trained_run_copy(tmp_path, epochs=4)
     as_older_run(run)  # structure is still checked
     metrics = pd.read_csv(run / "metrics.csv")
     load_run(run)
@@ -189,9 +189,9 @@ def test_a_half_cut_row_at_the_checkpoint_is_refused_on_resume(tmp_path, synthet
     assert (run / "metrics.csv").read_text() == cut, "nothing recorded is overwritten"
 
 
-def test_an_interrupted_run_resumes_with_its_checksums_intact(tmp_path, synthetic_arrays, monkeypatch):
+def test_an_interrupted_run_resumes_with_its_checksums_intact(tmp_path, synthetic_arrays, monkeypatch, trained_run):
     cfg = tiny_config(epochs=6, checkpoint_every=2)
-    reference = pd.read_csv(train(cfg, tmp_path / "a", synthetic_arrays) / "metrics.csv")
+    reference = pd.read_csv(trained_run(epochs=6, checkpoint_every=2) / "metrics.csv")  # trained uninterrupted
     interrupt_after_checkpoint(monkeypatch, cfg, tmp_path / "b", synthetic_arrays, epoch=4)
     run = train(cfg, tmp_path / "b", synthetic_arrays)
     resumed = load_run(run).metrics  # verified against checksums.json
@@ -201,9 +201,10 @@ def test_an_interrupted_run_resumes_with_its_checksums_intact(tmp_path, syntheti
 
 
 # --------------------------------------------------------------------------- checkpoint index
-def test_a_deleted_checkpoint_index_is_rebuilt_from_the_checkpoint_files(tmp_path, synthetic_arrays, monkeypatch):
+def test_a_deleted_checkpoint_index_is_rebuilt_from_the_checkpoint_files(tmp_path, synthetic_arrays, monkeypatch,
+                                                                         trained_run):
     cfg = tiny_config(epochs=6)
-    reference = pd.read_csv(train(cfg, tmp_path / "a", synthetic_arrays) / "metrics.csv")
+    reference = pd.read_csv(trained_run(epochs=6) / "metrics.csv")  # trained uninterrupted
     interrupt_after_checkpoint(monkeypatch, cfg, tmp_path / "b", synthetic_arrays, epoch=4)
     run = run_dir_of(tmp_path / "b")
     (run / "checkpoint.json").unlink()
@@ -219,8 +220,8 @@ def test_a_deleted_checkpoint_index_is_rebuilt_from_the_checkpoint_files(tmp_pat
     pd.testing.assert_frame_equal(resumed[DETERMINISTIC], reference[DETERMINISTIC], check_exact=True)
 
 
-def test_checkpoint_files_that_fail_their_crc_are_not_used_to_rebuild_the_index(tmp_path, synthetic_arrays):
-    run = train(tiny_config(epochs=4), tmp_path, synthetic_arrays)
+def test_checkpoint_files_that_fail_their_crc_are_not_used_to_rebuild_the_index(tmp_path, trained_run_copy):
+    run = trained_run_copy(tmp_path, epochs=4)
     (run / "checkpoint.json").unlink()
     for f in run.glob("checkpoint_e*.pt"):
         payload = bytearray(f.read_bytes())
@@ -232,8 +233,8 @@ def test_checkpoint_files_that_fail_their_crc_are_not_used_to_rebuild_the_index(
 
 # --------------------------------------------------------------------------- clear errors
 @pytest.mark.parametrize("name", ["labels.npz", "probe.npz"])
-def test_a_damaged_static_file_is_a_clear_error_on_resume(tmp_path, synthetic_arrays, name):
-    run = train(tiny_config(epochs=2), tmp_path, synthetic_arrays)
+def test_a_damaged_static_file_is_a_clear_error_on_resume(tmp_path, synthetic_arrays, trained_run_copy, name):
+    run = trained_run_copy(tmp_path, epochs=2)
     payload = (run / name).read_bytes()
     (run / name).write_bytes(payload[:len(payload) // 2])
     with pytest.raises(RunDirError, match=f"{name} does not match .*written again from the configuration"):
@@ -245,8 +246,8 @@ def test_a_damaged_static_file_is_a_clear_error_on_resume(tmp_path, synthetic_ar
     assert json.loads((run / "config.json").read_text())["epochs_done"] == 4
 
 
-def test_a_damaged_snapshot_is_a_clear_error_when_read(tmp_path, synthetic_arrays):
-    run = train(tiny_config(epochs=2), tmp_path, synthetic_arrays)
+def test_a_damaged_snapshot_is_a_clear_error_when_read(tmp_path, trained_run_copy):
+    run = trained_run_copy(tmp_path, epochs=2)
     snap = run / "snapshots" / "epoch_00001.npz"
     payload = bytearray(snap.read_bytes())
     start = _largest_member_data_offset(snap)

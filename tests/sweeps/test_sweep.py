@@ -264,20 +264,39 @@ def _resumes(folder: Path) -> int:
     return sum(len(read_json(p)["provenance"].get("resumes", [])) for p in folder.rglob("config.json"))
 
 
+@pytest.fixture(scope="module")
+def grid_sweep(tmp_path_factory):
+    """``SPEC`` swept once per module into ``<out>/grid`` (a process of its own on a LocalCluster of two
+    workers): the finished command and its folder. Tests that change it work on a copy."""
+    tmp = tmp_path_factory.mktemp("grid_sweep")
+    root = write_image_folder(tmp / "imgs", per_class=12)
+    env = {**os.environ, "DDD_DATA_ROOT": str(root), "DDD_CACHE_DIR": str(tmp / "cache"), "OMP_NUM_THREADS": "1"}
+    first = _sweep(_spec_file(tmp), tmp / "out", env)
+    return first, tmp / "out" / "grid", env
+
+
+def _copy_sweep(folder: Path, out: Path) -> Path:
+    """A copy of the sweep ``folder`` under ``out`` (the same name), its run directories with it."""
+    import shutil
+
+    shutil.copytree(folder, out / folder.name)
+    return out / folder.name
+
+
 @pytest.mark.slow
-def test_a_sweep_trains_every_point_once_tabulates_them_and_a_rerun_trains_nothing(tmp_path, data_env):
-    spec = _spec_file(tmp_path)
-    first = _sweep(spec, tmp_path / "out", data_env)
+def test_a_sweep_trains_every_point_once_tabulates_them_and_a_rerun_trains_nothing(tmp_path, grid_sweep):
+    first, swept, env = grid_sweep
     assert first.returncode == 0, first.stderr
-    folder = tmp_path / "out" / "grid"
-    assert first.stdout.split() == [str(folder)]
+    assert first.stdout.split() == [str(swept)]
+    folder = _copy_sweep(swept, tmp_path / "out")
+    spec = _spec_file(tmp_path)
     _, table, epochs, record = read_sweep(folder)
     assert len(table) == 4 and set(table["point"]) == {r.point for r in expand(SweepSpec.from_dict(SPEC))}
     assert (table["epochs"] == 4).all() and len(epochs) == 4 * 5
     assert all(read_json(p)["status"] == "complete" for p in folder.rglob("config.json"))
     before = {p: p.stat().st_mtime_ns for p in folder.rglob("metrics.csv")}
 
-    again = _sweep(spec, tmp_path / "out", data_env, "--export", str(tmp_path / "ref"))
+    again = _sweep(spec, tmp_path / "out", env, "--export", str(tmp_path / "ref"))
     assert again.returncode == 0, again.stderr
     assert {p: p.stat().st_mtime_ns for p in folder.rglob("metrics.csv")} == before
     assert len(read_json(folder / "sweep.json")["invocations"]) == 2
@@ -287,15 +306,16 @@ def test_a_sweep_trains_every_point_once_tabulates_them_and_a_rerun_trains_nothi
 
 
 @pytest.mark.slow
-def test_extending_the_grid_trains_only_the_new_points(tmp_path, data_env):
-    spec = _spec_file(tmp_path, grid={"noise_rate": [0.3], "base_width": [4], "model": ["mlp3"]})
-    assert _sweep(spec, tmp_path / "out", data_env).returncode == 0
-    old = next((tmp_path / "out").rglob("metrics.csv"))
-    stamp = old.stat().st_mtime_ns
-    wider = _spec_file(tmp_path, grid={"noise_rate": [0.3], "base_width": [4, 8], "model": ["mlp3"]})
-    assert _sweep(wider, tmp_path / "out", data_env).returncode == 0
-    assert old.stat().st_mtime_ns == stamp
-    assert len(list((tmp_path / "out").rglob("metrics.csv"))) == 2
+def test_extending_the_grid_trains_only_the_new_points(tmp_path, grid_sweep):
+    first, swept, env = grid_sweep
+    assert first.returncode == 0, first.stderr
+    folder = _copy_sweep(swept, tmp_path / "out")
+    stamps = {p: p.stat().st_mtime_ns for p in folder.rglob("metrics.csv")}
+    assert len(stamps) == 4
+    wider = _spec_file(tmp_path, grid={**SPEC["grid"], "base_width": [4, 8, 12]})
+    assert _sweep(wider, tmp_path / "out", env).returncode == 0
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert len(list(folder.rglob("metrics.csv"))) == 6
 
 
 @pytest.mark.slow

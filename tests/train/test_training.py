@@ -60,15 +60,15 @@ def test_split_metrics_match_a_direct_evaluation_of_the_final_model(finished_run
     assert mask.sum().item() == round(0.3 * len(mask))
 
 
-def test_training_loss_goes_down_and_clean_data_are_learned(tmp_path, synthetic_arrays):
-    m = metrics(train(tiny_config(epochs=10), tmp_path, synthetic_arrays))
+def test_training_loss_goes_down_and_clean_data_are_learned(trained_run):
+    m = metrics(trained_run(epochs=10))
     assert m["train_loss"].iloc[-1] < 0.7 * m["train_loss"].iloc[1]
     assert m["clean_acc"].iloc[-1] > 0.9 > m["clean_acc"].iloc[0]
 
 
-def test_snapshots_are_taken_on_the_schedule(tmp_path, synthetic_arrays):
+def test_snapshots_are_taken_on_the_schedule(trained_run):
     cfg = tiny_config(epochs=12)
-    run = train(cfg, tmp_path, synthetic_arrays)
+    run = trained_run(epochs=12)
     taken = sorted(int(p.stem.split("_")[1]) for p in (run / "snapshots").glob("*.npz"))
     assert taken == snapshot_epochs(12, cfg.snapshot_dense_until, cfg.snapshot_per_decade)
     assert json.loads((run / "config.json").read_text())["snapshot_epochs"] == taken
@@ -137,9 +137,9 @@ def test_run_directory_records_config_provenance_and_labels(finished_run):
     assert np.array_equal(labels["noisy"] != labels["original"], labels["noisy_mask"])
 
 
-def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path, synthetic_arrays, monkeypatch):
+def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path, synthetic_arrays, monkeypatch, trained_run):
     cfg = tiny_config(epochs=8)
-    reference = metrics(train(cfg, tmp_path / "a", synthetic_arrays))
+    reference = metrics(trained_run(epochs=8))  # trained uninterrupted
 
     interrupt_after_checkpoint(monkeypatch, cfg, tmp_path / "b", synthetic_arrays, epoch=5)
     resumed = metrics(train(cfg, tmp_path / "b", synthetic_arrays))
@@ -154,10 +154,10 @@ def test_rerunning_a_complete_run_changes_nothing(tmp_path, synthetic_arrays, fi
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
 
 
-def test_more_epochs_continue_a_finished_run(tmp_path, synthetic_arrays):
-    run = train(tiny_config(epochs=4), tmp_path, synthetic_arrays)
+def test_more_epochs_continue_a_finished_run(tmp_path, synthetic_arrays, trained_run, trained_run_copy):
+    run = trained_run_copy(tmp_path, epochs=4)  # finished at epoch 4
     extended = metrics(train(tiny_config(epochs=7), tmp_path, synthetic_arrays))
-    reference = metrics(train(tiny_config(epochs=7), tmp_path / "ref", synthetic_arrays))
+    reference = metrics(trained_run(epochs=7))  # trained to 7 at once
     pd.testing.assert_frame_equal(extended[DETERMINISTIC], reference[DETERMINISTIC], check_exact=True)
     assert json.loads((run / "config.json").read_text())["epochs_done"] == 7
 
@@ -187,10 +187,11 @@ def test_no_intact_checkpoint_is_a_clear_error(tmp_path, synthetic_arrays, finis
         load_checkpoint(run)
 
 
-def test_resume_after_damaged_checkpoint_still_reproduces_the_run(tmp_path, synthetic_arrays, finished_run):
+def test_resume_after_damaged_checkpoint_still_reproduces_the_run(tmp_path, synthetic_arrays, finished_run,
+                                                                  trained_run_copy):
     cfg = tiny_config(epochs=6)
     reference = metrics(finished_run)
-    run = train(tiny_config(epochs=4), tmp_path / "b", synthetic_arrays)
+    run = trained_run_copy(tmp_path / "b", epochs=4)
     latest = run / checkpoints.checkpoint_name(4)
     latest.write_bytes(b"garbage")
     with pytest.warns(UserWarning):
@@ -217,7 +218,7 @@ KILL_SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_sigkilled_run_resumes_to_identical_metrics(tmp_path, synthetic_arrays):
+def test_sigkilled_run_resumes_to_identical_metrics(tmp_path, synthetic_arrays, trained_run):
     script = tmp_path / "run.py"
     script.write_text(KILL_SCRIPT.format(tests=str(REPO / "tests")))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -231,17 +232,21 @@ def test_sigkilled_run_resumes_to_identical_metrics(tmp_path, synthetic_arrays):
     assert proc.poll() is None, "the run finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    subprocess.run([sys.executable, str(script), str(tmp_path / "killed")], env=env, check=True)
-    subprocess.run([sys.executable, str(script), str(tmp_path / "whole")], env=env, check=True)
-    killed = metrics(tmp_path / "killed" / "test" / "mlp3" / "seed0")
-    whole = metrics(tmp_path / "whole" / "test" / "mlp3" / "seed0")
+    # resumed here, in this process, with the script's configuration, data and threads; the
+    # uninterrupted run is trained the same way (once per session)
+    cfg = tiny_config(epochs=40, base_width=64)
+    resumed = train(cfg, tmp_path / "killed", synthetic_arrays)
+    assert len(json.loads((resumed / "config.json").read_text())["provenance"]["resumes"]) == 1
+    killed = metrics(resumed)
+    whole = metrics(trained_run(epochs=40, base_width=64))
     assert len(whole) == 41
     pd.testing.assert_frame_equal(killed[DETERMINISTIC], whole[DETERMINISTIC], check_exact=True)
 
 
-def test_resume_between_checkpoints_redoes_the_epochs_after_the_last_one(tmp_path, synthetic_arrays, monkeypatch):
+def test_resume_between_checkpoints_redoes_the_epochs_after_the_last_one(tmp_path, synthetic_arrays, monkeypatch,
+                                                                         trained_run):
     cfg = tiny_config(epochs=8, checkpoint_every=3)
-    reference = metrics(train(cfg, tmp_path / "a", synthetic_arrays))
+    reference = metrics(trained_run(epochs=8, checkpoint_every=3))  # trained uninterrupted
     real_end_epoch = __import__("ddd_support.train.driver", fromlist=["RunRecorder"]).RunRecorder.end_epoch
 
     def crash_after_epoch_7(self, epoch, *args, **kwargs):
@@ -265,16 +270,17 @@ def test_asking_for_fewer_epochs_than_an_unfinished_run_has_is_refused(tmp_path,
         train(tiny_config(epochs=3), tmp_path, synthetic_arrays)
 
 
-def test_extended_run_lists_its_earlier_final_snapshot(tmp_path, synthetic_arrays):
-    run = train(tiny_config(epochs=4, snapshot_dense_until=1), tmp_path, synthetic_arrays)
+def test_extended_run_lists_its_earlier_final_snapshot(tmp_path, synthetic_arrays, trained_run_copy):
+    run = trained_run_copy(tmp_path, epochs=4, snapshot_dense_until=1)
     train(tiny_config(epochs=7, snapshot_dense_until=1), tmp_path, synthetic_arrays)
     listed = json.loads((run / "config.json").read_text())["snapshot_epochs"]
     on_disk = sorted(int(p.stem.split("_")[1]) for p in (run / "snapshots").glob("*.npz"))
     assert listed == on_disk and 4 in listed and 7 in listed
 
 
-def test_a_resume_is_recorded_and_a_changed_thread_count_is_warned_about(tmp_path, synthetic_arrays):
-    run = train(tiny_config(epochs=3), tmp_path, synthetic_arrays)
+def test_a_resume_is_recorded_and_a_changed_thread_count_is_warned_about(tmp_path, synthetic_arrays,
+                                                                         trained_run_copy):
+    run = trained_run_copy(tmp_path, epochs=3)  # trained with 2 threads
     with pytest.warns(UserWarning, match="torch_threads"):
         train(tiny_config(epochs=5, threads=1), tmp_path, synthetic_arrays)
     prov = json.loads((run / "config.json").read_text())["provenance"]
