@@ -8,6 +8,7 @@ import pytest
 
 from ddd_support import __version__, cli
 from ddd_support.cli import build_parser, main
+from ddd_support.train import runner
 
 from .conftest import REPO
 
@@ -99,10 +100,19 @@ def test_ctrl_c_exits_130_with_a_resume_hint_and_no_traceback(monkeypatch, capsy
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "train_profile", interrupted)
+    monkeypatch.setattr(runner, "train_profile", interrupted)
     assert main(["train", "--model", "mlp3"]) == 130
     err = capsys.readouterr().err
     assert "error: interrupted; the same command resumes" in err and "Traceback" not in err
+
+
+def test_listing_profiles_and_a_usage_error_load_neither_torch_nor_the_analysis():
+    code = ("import sys\nfrom ddd_support.cli import main\n"
+            "assert main(['profiles']) == 0 and main(['train', '--profile', 'nope']) == 2\n"
+            "heavy = sorted(m for m in ('torch', 'pandas', 'scipy', 'matplotlib', 'ddd_support.analysis') "
+            "if m in sys.modules)\nassert not heavy, heavy\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
 
 
 def test_ctrl_c_through_the_module_entry_point_exits_130_without_a_traceback():

@@ -45,6 +45,7 @@ from ddd_support.analysis.ablation import (
     write_stored_ablation,
 )
 from ddd_support.analysis.tables import write_summary_tables
+from ddd_support.book.locations import REFERENCE_INDEX, REFERENCE_ROOT, SWEEPS_DIR, is_reference_root  # noqa: F401
 from ddd_support.config import PROFILES, RESUME_INSENSITIVE_KEYS, TrainConfig
 from ddd_support.errors import ConfigError, RunDirError
 from ddd_support.files import atomic_write_bytes, atomic_write_json, file_sha256, now_iso, npz_bytes, read_json
@@ -69,12 +70,6 @@ from ddd_support.sweeps.results import read_sweep
 #: The spec file a sweep's folder holds.
 SWEEP_SPEC = "spec.yaml"
 
-#: Folder of the reference's sweeps (``sweep --export reference/sweeps``).
-SWEEPS_DIR = "sweeps"
-#: The project's committed reference runs.
-REFERENCE_ROOT = Path(__file__).resolve().parents[2] / "reference"
-#: The index file that marks a folder as a reference root.
-REFERENCE_INDEX = "reference.json"
 
 #: Snapshot keys (after the ``l{layer}_`` prefix) kept in a reference run.
 #: (Schema-1 runs keep ``mean_clean`` and ``mean_noisy``, the probe means they have.)
@@ -245,11 +240,6 @@ def _store_ablation(source: Path, target: Path, cifar: "CifarArrays | None") -> 
     write_stored_ablation(table, target)
     return {"file": STORED_ABLATION, "layer": layer, "mode": DEFAULT_MODE, "n_random": DEFAULT_RANDOM,
             "epoch": int(table["epoch"].iloc[0])}
-
-
-def is_reference_root(path: str | os.PathLike) -> bool:
-    """True if ``path`` is a reference root (it holds ``reference.json``)."""
-    return (Path(path) / REFERENCE_INDEX).is_file()
 
 
 def write_reference_index(dest: str | os.PathLike) -> Path:

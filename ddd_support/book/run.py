@@ -45,7 +45,7 @@ import yaml
 
 from ddd_support.config import PROFILES
 from ddd_support.book.normalise import normalise
-from ddd_support.book.reference import REFERENCE_INDEX, REFERENCE_ROOT, is_reference_root
+from ddd_support.book.locations import REFERENCE_INDEX, REFERENCE_ROOT, is_reference_root
 
 #: The project root: where ``_config.yml``, ``_toc.yml`` and ``book/`` live.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

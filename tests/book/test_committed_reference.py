@@ -124,8 +124,10 @@ def cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def index_per_class(snapshot, layer: int) -> np.ndarray:
-    """The separation index net of the unseen (here: all test) images: (cos(A, T) - cos(A, N)) / (1 - between)."""
-    a, t, n = (snapshot[f"l{layer}_mean_{g}"].astype(float) for g in ("clean_a", "test", "noisy"))
+    """The separation index net of the unseen images (the matched-size group where recorded, else all
+    test images): (cos(A, U) - cos(A, N)) / (1 - between)."""
+    unseen = "unseen" if f"l{layer}_mean_unseen" in snapshot else "test"
+    a, t, n = (snapshot[f"l{layer}_mean_{g}"].astype(float) for g in ("clean_a", unseen, "noisy"))
     between = np.array([np.mean([cos(a[c], a[d]) for d in range(10) if d != c]) for c in range(10)])
     return (cos(a, t) - cos(a, n)) / (1 - between)
 
@@ -140,6 +142,8 @@ def test_separation_verdicts_recomputed_from_the_class_means(run_dir, claims):
     snaps = sorted((run_dir / "snapshots").glob("epoch_*.npz"))
     first, last = (dict(np.load(p)) for p in (snaps[0], snaps[-1]))
     layers = int(max(int(k.split("_")[0][1:]) for k in last if k.startswith("l") and k[1].isdigit()))
+    # the cpu reference records unseen training images as many per class as the noisy group
+    assert np.array_equal(last["count_unseen"], last["count_noisy"]), "the unseen group is not matched in size"
     trend = (index_per_class(last, layers) - index_per_class(last, 1)) - \
             (index_per_class(first, layers) - index_per_class(first, 1))
     key = (run_dir.parent.name, int(run_dir.name[4:]))

@@ -234,13 +234,6 @@ def test_comparisons_across_points_refuse_several_seeds_per_point():
 
 
 # --------------------------------------------------------------------------- sweeps on a LocalCluster
-@pytest.fixture
-def data_env(tmp_path):
-    root = write_image_folder(tmp_path / "imgs", per_class=12)
-    return {**os.environ, "DDD_DATA_ROOT": str(root), "DDD_CACHE_DIR": str(tmp_path / "cache"),
-            "OMP_NUM_THREADS": "1"}
-
-
 def _spec_file(tmp_path: Path, **changes) -> Path:
     path = tmp_path / "spec.yaml"
     path.write_text(json.dumps({**SPEC, **changes}))
@@ -318,16 +311,29 @@ def test_extending_the_grid_trains_only_the_new_points(tmp_path, grid_sweep):
     assert len(list(folder.rglob("metrics.csv"))) == 6
 
 
-@pytest.mark.slow
-def test_killing_the_workers_mid_run_resumes_to_identical_metrics(tmp_path, data_env):
-    psutil = pytest.importorskip("psutil")
-    changes = {"set": {**SPEC["set"], "epochs": 150, "n_train": 120},
-               "grid": {"noise_rate": [0.3], "base_width": [8, 16], "model": ["mlp3"]}}
-    spec = _spec_file(tmp_path, **changes)
-    whole = _sweep(spec, tmp_path / "whole", data_env)
-    assert whole.returncode == 0, whole.stderr
+#: The sweep the kill and concurrency tests run: two runs long enough to be killed mid-run.
+LONG = {"set": {**SPEC["set"], "epochs": 60, "n_train": 120},
+        "grid": {"noise_rate": [0.3], "base_width": [8, 16], "model": ["mlp3"]}}
 
-    proc = _sweep(spec, tmp_path / "killed", data_env, wait=False)
+
+@pytest.fixture(scope="module")
+def long_sweep(tmp_path_factory):
+    """``LONG`` swept once, undisturbed, per module: its spec file, its environment and its folder,
+    the reference the kill and concurrency tests compare with."""
+    tmp = tmp_path_factory.mktemp("long_sweep")
+    root = write_image_folder(tmp / "imgs", per_class=12)
+    env = {**os.environ, "DDD_DATA_ROOT": str(root), "DDD_CACHE_DIR": str(tmp / "cache"), "OMP_NUM_THREADS": "1"}
+    spec = _spec_file(tmp, **LONG)
+    whole = _sweep(spec, tmp / "whole", env)
+    assert whole.returncode == 0, whole.stderr
+    return spec, env, tmp / "whole" / "grid"
+
+
+@pytest.mark.slow
+def test_killing_the_workers_mid_run_resumes_to_identical_metrics(tmp_path, long_sweep):
+    psutil = pytest.importorskip("psutil")
+    spec, env, whole = long_sweep
+    proc = _sweep(spec, tmp_path / "killed", env, wait=False)
     index_files = lambda: list((tmp_path / "killed").rglob("checkpoint.json"))  # noqa: E731
     deadline, killed = time.monotonic() + 120, 0
     while time.monotonic() < deadline and proc.poll() is None:
@@ -343,7 +349,7 @@ def test_killing_the_workers_mid_run_resumes_to_identical_metrics(tmp_path, data
     assert killed >= 1, "no worker was killed mid-run (the runs finished too fast)"
     assert proc.returncode == 0, err
     assert _resumes(tmp_path / "killed") >= 1, "no run resumed from a checkpoint"
-    a, b = _metrics(tmp_path / "whole"), _metrics(tmp_path / "killed")
+    a, b = _metrics(whole), _metrics(tmp_path / "killed" / "grid")
     assert a.keys() == b.keys() and len(a) == 2
     for key in a:
         pd.testing.assert_frame_equal(a[key], b[key], check_exact=True)
@@ -363,19 +369,16 @@ def _checkpoint_epoch(files: list[Path]) -> int:
 
 
 @pytest.mark.slow
-def test_two_sweeps_started_at_once_on_one_folder_train_each_run_once(tmp_path, data_env):
-    spec = _spec_file(tmp_path, set={**SPEC["set"], "epochs": 30},
-                      grid={"noise_rate": [0.3], "base_width": [4, 8], "model": ["mlp3"]})
-    procs = [_sweep(spec, tmp_path / "out", data_env, wait=False) for _ in range(2)]
+def test_two_sweeps_started_at_once_on_one_folder_train_each_run_once(tmp_path, long_sweep):
+    spec, env, alone = long_sweep
+    procs = [_sweep(spec, tmp_path / "out", env, wait=False) for _ in range(2)]
     results = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [r[1] for r in results]
     folder = tmp_path / "out" / "grid"
     assert _resumes(folder) == 0
     assert all(read_json(p)["status"] == "complete" for p in folder.rglob("config.json"))
-    alone = _sweep(spec, tmp_path / "alone", data_env)
-    assert alone.returncode == 0
-    a, b = _metrics(folder), _metrics(tmp_path / "alone" / "grid")
-    assert a.keys() == b.keys()
+    a, b = _metrics(folder), _metrics(alone)
+    assert a.keys() == b.keys() and len(a) == 2
     for key in a:
         pd.testing.assert_frame_equal(a[key], b[key], check_exact=True)
 
