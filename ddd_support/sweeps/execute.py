@@ -32,7 +32,7 @@ from ddd_support.errors import DDDError
 from ddd_support.files import atomic_write_json, now_iso, read_json
 from ddd_support.sweeps.results import RECORD, write_sweep_record
 from ddd_support.sweeps.spec import SweepPoint, SweepSpec, expand, run_root, sweep_dir
-from ddd_support.train.runner import train_group
+from ddd_support.train.runner import is_complete, train_group
 
 
 @dataclass
@@ -205,6 +205,11 @@ def run_sweep_command(spec: SweepSpec, out: str | os.PathLike, scheduler: str | 
         _record_invocation(spec, out, folder, invocation)
     invocation["status"] = "interrupted"
     try:
+        todo = [r for r in expand(spec) if not is_complete(r.config, run_root(out, spec, r.point))]
+        if not todo:  # a rerun of a finished sweep: no cluster to start, only the tables to write again
+            log.info("sweep %s: all %d run(s) complete, nothing to train", spec.name, len(expand(spec)))
+            invocation["status"] = "finished"
+            return _finish(spec, out, folder, invocation, failures, t0)
         client = make_client(scheduler, workers, runs_per_gpu)
         try:
             if scheduler:
@@ -219,12 +224,28 @@ def run_sweep_command(spec: SweepSpec, out: str | os.PathLike, scheduler: str | 
             if cluster is not None and scheduler is None:
                 cluster.close()
         invocation["status"] = "finished"
-    finally:
-        invocation["wall_seconds"] = round(time.perf_counter() - t0, 1)
-        with FileLock(str(folder / ".sweep.lock")):
-            previous = [i for i in _previous_invocations(folder) if i.get("id") != invocation["id"]]
-            invocation["failures"] = failures
-            _, mismatched = write_sweep_record(spec, out, {"invocations": previous + [invocation]})
+    except BaseException:
+        _record_end(spec, out, folder, invocation, failures, t0)
+        raise
+    return _finish(spec, out, folder, invocation, failures, t0)
+
+
+def _record_end(spec: SweepSpec, out: Path, folder: Path, invocation: dict[str, Any], failures: dict[str, str],
+                t0: float) -> list[str]:
+    """Write the sweep's tables and its record with this invocation's end; returns the run
+    directories that hold another configuration than the spec's."""
+    invocation["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    with FileLock(str(folder / ".sweep.lock")):
+        previous = [i for i in _previous_invocations(folder) if i.get("id") != invocation["id"]]
+        invocation["failures"] = failures
+        _, mismatched = write_sweep_record(spec, out, {"invocations": previous + [invocation]})
+    return mismatched
+
+
+def _finish(spec: SweepSpec, out: Path, folder: Path, invocation: dict[str, Any], failures: dict[str, str],
+            t0: float) -> tuple[Path, dict[str, str]]:
+    """Record the invocation's end (``_record_end``) and collect every failure of the sweep."""
+    mismatched = _record_end(spec, out, folder, invocation, failures, t0)
     for run_dir in mismatched:
         failures[run_dir] = ("holds a run with another configuration than the spec's (left out of the tables); "
                              "use another --out or name, or delete it")

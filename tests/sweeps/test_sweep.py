@@ -292,7 +292,9 @@ def test_a_sweep_trains_every_point_once_tabulates_them_and_a_rerun_trains_nothi
     again = _sweep(spec, tmp_path / "out", env, "--export", str(tmp_path / "ref"))
     assert again.returncode == 0, again.stderr
     assert {p: p.stat().st_mtime_ns for p in folder.rglob("metrics.csv")} == before
-    assert len(read_json(folder / "sweep.json")["invocations"]) == 2
+    invocations = read_json(folder / "sweep.json")["invocations"]
+    assert len(invocations) == 2 and invocations[-1]["workers"] == 0  # nothing to train: no cluster started
+    assert invocations[-1]["status"] == "finished"
     assert _resumes(folder) == 0
     exported = read_sweep(tmp_path / "ref" / "grid")[1]
     pd.testing.assert_frame_equal(exported, table)
@@ -312,7 +314,7 @@ def test_extending_the_grid_trains_only_the_new_points(tmp_path, grid_sweep):
 
 
 #: The sweep the kill and concurrency tests run: two runs long enough to be killed mid-run.
-LONG = {"set": {**SPEC["set"], "epochs": 60, "n_train": 120},
+LONG = {"set": {**SPEC["set"], "epochs": 30, "n_train": 120},
         "grid": {"noise_rate": [0.3], "base_width": [8, 16], "model": ["mlp3"]}}
 
 
