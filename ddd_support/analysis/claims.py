@@ -524,7 +524,10 @@ def claims_by_verdict(over: pd.DataFrame, verdict: str) -> str:
     same list joined: "MLP5, MLP7: a, b; MLP3: c", or "none"."""
     lists: dict[str, list[str]] = {}
     for model, g in over.groupby("model", sort=False):
-        names = [SHORT_NAMES.get(c, c) for c in g.loc[g["verdict"] == verdict, "claim"]]
+        rows = g[g["verdict"] == verdict]
+        basis = rows["basis"] if "basis" in rows else pd.Series("", index=rows.index)
+        names = [SHORT_NAMES.get(c, c) + (" (its value alone)" if b == ONE_VALUE else "")
+                 for c, b in zip(rows["claim"], basis)]
         if names:
             lists.setdefault(", ".join(names), []).append(str(model).upper())
     return "; ".join(f"{' and '.join(models)}: {names}" for names, models in lists.items()) or "none"
