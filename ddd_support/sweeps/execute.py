@@ -205,9 +205,10 @@ def run_sweep_command(spec: SweepSpec, out: str | os.PathLike, scheduler: str | 
         _record_invocation(spec, out, folder, invocation)
     invocation["status"] = "interrupted"
     try:
-        todo = [r for r in expand(spec) if not is_complete(r.config, run_root(out, spec, r.point))]
-        if not todo:  # a rerun of a finished sweep: no cluster to start, only the tables to write again
-            log.info("sweep %s: all %d run(s) complete, nothing to train", spec.name, len(expand(spec)))
+        runs = expand(spec)
+        if all(is_complete(r.config, run_root(out, spec, r.point)) for r in runs):
+            # a rerun of a finished sweep: no cluster to start, only the tables to write again
+            log.info("sweep %s: all %d run(s) complete, nothing to train", spec.name, len(runs))
             invocation["status"] = "finished"
             return _finish(spec, out, folder, invocation, failures, t0)
         client = make_client(scheduler, workers, runs_per_gpu)
@@ -215,7 +216,7 @@ def run_sweep_command(spec: SweepSpec, out: str | os.PathLike, scheduler: str | 
             if scheduler:
                 client.wait_for_workers(1)
             invocation["workers"] = len(client.scheduler_info().get("workers", {}))
-            log.info("sweep %s: %d run(s) on %d Dask worker(s); dashboard %s", spec.name, len(expand(spec)),
+            log.info("sweep %s: %d run(s) on %d Dask worker(s); dashboard %s", spec.name, len(runs),
                      invocation["workers"], getattr(client, "dashboard_link", None) or "not available (install bokeh)")
             failures = dict(run_sweep(spec, out, client, batched_seeds, progress).failures)
         finally:
