@@ -25,8 +25,10 @@ Layers, lowest first; a module imports only its own layer and the ones below it
 
 Data flow: CIFAR-10 -> ``data`` -> ``train`` -> a run directory (``runs``) -> ``analysis``
 -> ``figures`` and the chapters (``book``); ``sweeps`` run many runs and tabulate them.
-Optional heavy dependencies (Dask in ``sweeps.execute``, Playwright in the tests) are imported
-inside the functions that need them.
+Imports sit at the top of each module, except the optional heavy dependencies (Dask in
+``sweeps.execute``, papermill and jupytext in ``book.run``, Playwright in the tests) and the image
+readers of ``data.cifar``, imported inside the functions that need them, and ``cli``, which imports
+each command's modules when the command runs (``--help`` and ``profiles`` answer without torch).
 """
 
 __version__ = "0.1.0"

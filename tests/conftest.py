@@ -157,3 +157,16 @@ def epochs_alone(model, cfg: TrainConfig, x, y, orders, schedule: bool = False, 
             engine.set_epoch(epoch)
         losses += engine.train_epoch(x, y[None], order[None].to(x.device), batch_size or cfg.batch_size)
     return losses
+
+
+@pytest.fixture
+def torch_settings_kept():
+    """Restores torch's thread count and matmul precision flags after a test that runs a benchmark's
+    ``main`` in this process (benchmarks set them for their own measurements)."""
+    threads = torch.get_num_threads()
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    precision = torch.get_float32_matmul_precision()
+    yield
+    torch.set_num_threads(threads)
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+    torch.set_float32_matmul_precision(precision)

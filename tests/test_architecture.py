@@ -24,6 +24,12 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 #: Optional heavy dependencies that may only be imported inside functions, and where.
 LAZY_ONLY = {"dask", "distributed", "dask_jobqueue", "playwright", "papermill", "jupytext"}
+#: What a function may import besides those: the notebook format and the image readers that only
+#: reading the source images needs. Everything else is imported at the top of its module.
+LAZY_ALLOWED = LAZY_ONLY | {"nbformat", "PIL", "torchvision"}
+#: Modules that import each command's modules inside its handler, so that ``--help``, ``profiles``
+#: and usage errors answer without loading torch.
+LAZY_BY_DESIGN = {"cli"}
 
 
 def module_name(path: Path) -> str:
@@ -111,6 +117,23 @@ def test_optional_heavy_dependencies_are_imported_only_inside_functions():
                      [a.name for a in node.names] if isinstance(node, ast.Import) else [])
             top_level += [f"ddd_support.{name}: {n}" for n in names if n.split(".")[0] in LAZY_ONLY]
     assert not top_level, f"optional dependencies imported at module level: {top_level}"
+
+
+def test_other_imports_are_at_the_top_of_their_module():
+    inside = []
+    for name, path in modules().items():
+        if name in LAZY_BY_DESIGN:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for sub in ast.walk(node):
+                names = ([sub.module or ""] if isinstance(sub, ast.ImportFrom) and not sub.level else
+                         [a.name for a in sub.names] if isinstance(sub, ast.Import) else
+                         ["." * sub.level + (sub.module or "")] if isinstance(sub, ast.ImportFrom) else [])
+                inside += [f"ddd_support.{name}.{node.name}: {n}" for n in names
+                           if n.split(".")[0] not in LAZY_ALLOWED]
+    assert not inside, f"imports inside functions (move them to the top of the module): {sorted(set(inside))}"
 
 
 def test_the_layer_test_finds_a_planted_upward_import(tmp_path):

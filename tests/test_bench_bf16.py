@@ -1,16 +1,18 @@
 import json
 import math
-import subprocess
 import sys
 
 from tests.conftest import REPO
 
+sys.path.insert(0, str(REPO / "benchmarks"))
 
-def test_bf16_benchmark_prints_both_precisions_their_ratio_and_gemm_floors(tmp_path):
+import bench_bf16  # noqa: E402
+
+
+def test_bf16_benchmark_prints_both_precisions_their_ratio_and_gemm_floors(tmp_path, capsys, torch_settings_kept):
     out = tmp_path / "bf16.json"
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_bf16.py"), "--tiny", "--json", str(out)],
-                          capture_output=True, text=True, timeout=120, cwd=REPO)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert bench_bf16.main(["--tiny", "--json", str(out)]) == 0
+    stdout = capsys.readouterr().out
     result = json.loads(out.read_text())
     assert set(result["step_seconds"]) == set(result["gemm_floor_seconds"]) == {"fp32", "bf16"}
     for key in ("ratio_fp32_over_bf16", "ratio_paired", "gemm_ratio_fp32_over_bf16"):
@@ -18,4 +20,4 @@ def test_bf16_benchmark_prints_both_precisions_their_ratio_and_gemm_floors(tmp_p
     assert result["ratio_fp32_over_bf16"] == result["step_seconds"]["fp32"] / result["step_seconds"]["bf16"]
     assert all(result["of_floor"][p] == result["gemm_floor_seconds"][p] / result["step_seconds"][p]
                for p in ("fp32", "bf16"))
-    assert "ratio fp32/bf16: training step" in proc.stdout and "GEMMs alone" in proc.stdout
+    assert "ratio fp32/bf16: training step" in stdout and "GEMMs alone" in stdout

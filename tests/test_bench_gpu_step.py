@@ -1,5 +1,4 @@
 import json
-import subprocess
 import sys
 
 import pytest
@@ -8,6 +7,7 @@ from .conftest import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+import bench_gpu_step  # noqa: E402
 from bench_gpu_step import compare_curves, step_gemm_shapes  # noqa: E402
 
 from ddd_support.models import INPUT_DIM, parameter_count  # noqa: E402
@@ -26,12 +26,9 @@ def test_tf32_curves_are_judged_against_twice_the_binomial_sampling_noise():
     assert not compare_curves([0.5], [0.52], [0.5], n_test=10000)["tf32_within_sampling_noise"]
 
 
-def test_tiny_run_times_every_part_on_the_cpu_and_skips_the_graphs(tmp_path):
+def test_tiny_run_times_every_part_on_the_cpu_and_skips_the_graphs(tmp_path, torch_settings_kept):
     out, log = tmp_path / "bench.json", tmp_path / "bench.log"
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_gpu_step.py"), "--tiny",
-                           "--json", str(out), "--log", str(log)], capture_output=True, text=True, timeout=300,
-                          cwd=REPO)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert bench_gpu_step.main(["--tiny", "--json", str(out), "--log", str(log)]) == 0
     result = json.loads(out.read_text())
     assert result["setup"]["device"] == "cpu" and result["setup"]["data"] == "synthetic"
     assert result["agreement"]["agree"] and "stacked_eager_vs_separate" in result["agreement"]

@@ -9,7 +9,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from ddd_support.figures.runs import MAX_WIDTH, OKABE_ITO, epoch_axis, outside_legend, styled
+from ddd_support.analysis.large_activation import candidate_layer
 from ddd_support.sweeps.results import with_width
+from ddd_support.sweeps.scale_map import AXES, BASE, cell_label
 
 #: One colour per noise rate (ordered light to dark is not colour-blind safe; these are).
 NOISE_COLORS: tuple[str, ...] = (OKABE_ITO["black"], OKABE_ITO["sky blue"], OKABE_ITO["bluish green"],
@@ -135,7 +137,6 @@ def plot_finding_map(runs: pd.DataFrame, cells: pd.DataFrame, title: str, ylabel
     ``runs``: ``scale_map.finding_runs``; ``cells``: ``scale_map.finding_cells``; ``threshold``:
     a dashed line where the verdict's cut lies; ``scale`` multiplies the statistic (100: points).
     """
-    from ddd_support.sweeps.scale_map import AXES, BASE
 
     axes_shown = [a for a in AXES if (cells["axis"] == a).any()]
     base_cells = cells[cells["axis"] == BASE]
@@ -182,8 +183,6 @@ def plot_growth_over_epochs(activation: pd.DataFrame, axes: pd.DataFrame, title:
                             threshold: float = 2.0) -> Figure:
     """The large activation's growth (per-image ratio over its initial value) against epoch, one line
     per run, for the layer that is each run's candidate at its end; one colour per point."""
-    from ddd_support.analysis.large_activation import candidate_layer
-    from ddd_support.sweeps.scale_map import AXES, cell_label
 
     fig, ax = plt.subplots(figsize=(8.0, 3.6))
     labels = {(r.point, r.model): cell_label(r.axis, getattr(r, r.axis) if r.axis in AXES else None, r.point, r.model)

@@ -19,29 +19,33 @@ from __future__ import annotations
 
 import math
 import shutil
+import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
+import yaml
 
-from ddd_support.errors import RunDirError
-from ddd_support.files import atomic_savez, atomic_write_json, atomic_write_text, now_iso, read_json
-from ddd_support.runs.schema import METRIC_COLUMNS, provenance
+from ddd_support.analysis.claims import CLAIMS, COLUMNS, claims_from, interval_text, metric_verdicts
+from ddd_support.analysis.large_activation import per_image_table
+from ddd_support.analysis.regeneralisation import Curves
+from ddd_support.analysis.stats import HOLDS, INCONCLUSIVE, NOT_TESTABLE, outcome, paired_change
+from ddd_support.analysis.summary import summarise_run
 from ddd_support.config import TrainConfig, resume_insensitive_keys
+from ddd_support.errors import ConfigError, RunDirError
+from ddd_support.files import atomic_savez, atomic_write_json, atomic_write_text, now_iso, read_json
+from ddd_support.runs.reader import RunData, load_run
 from ddd_support.runs.recorder import state_is_complete
+from ddd_support.runs.schema import CONFIG_FILE, METRIC_COLUMNS, config_differences, provenance, run_directory
 from ddd_support.sweeps.spec import SweepPoint, SweepSpec, expand, load_spec, run_root, sweep_dir
-from ddd_support.runs.schema import CONFIG_FILE
-
-if TYPE_CHECKING:
-    from ddd_support.runs.reader import RunData
 
 SWEEP_TABLE, EPOCH_TABLE, RECORD = "sweep.csv", "sweep_epochs.csv", "sweep.json"
 #: Per-image test correctness of every run (bit-packed), so the rise can be checked on read.
 CORRECT_FILE = "sweep_test_correct.npz"
 FILES: tuple[str, ...] = (RECORD, SWEEP_TABLE, EPOCH_TABLE, CORRECT_FILE, "spec.yaml")
 #: Every claim's statistic and interval per run, and the large activation per run, snapshot and
-#: layer (``detail_tables``): the scale map reads them; sweeps written before them lack them.
+#: layer (``sweep_tables``): the scale map reads them; sweeps written before them lack them.
 CLAIMS_TABLE, ACTIVATION_TABLE = "sweep_claims.csv", "sweep_activation.csv"
 DETAIL_FILES: tuple[str, ...] = (CLAIMS_TABLE, ACTIVATION_TABLE)
 #: Columns of ``sweep.csv`` besides the varied keys and the claims.
@@ -61,7 +65,6 @@ def overfitting_rise(correct: np.ndarray, end_fraction: float = END_FRACTION) ->
     ``correct``: (epochs + 1, n_test) per-image correctness from epoch 0. Returns the best epoch,
     the rise (in accuracy points as a fraction), its paired interval and its outcome.
     """
-    from ddd_support.analysis.stats import outcome, paired_change
 
     correct = np.asarray(correct, dtype=float)
     if correct.ndim != 2 or correct.shape[0] < 3 or correct.shape[1] < 4:
@@ -90,11 +93,15 @@ def image_rise(correct: np.ndarray, end_fraction: float = END_FRACTION) -> np.nd
     return half_b[best_epoch_half_a(correct)] - end_correctness(half_b, end_fraction)
 
 
-def run_row(run_point: SweepPoint, run: "RunData") -> dict[str, Any]:
-    """One row of ``sweep.csv``: the varied values, final metrics, rise, phases and claims."""
-    from ddd_support.analysis.claims import CLAIMS, claims_from
-    from ddd_support.analysis.stats import NOT_TESTABLE
-    from ddd_support.analysis.summary import summarise_run
+def run_claims(run: RunData) -> pd.DataFrame | None:
+    """Every claim of ``run`` judged from its summary (``claims.claims_from``); None for a run without
+    label noise, where the claims about noisy samples are not defined."""
+    return claims_from(summarise_run(run)) if TrainConfig.from_dict(run.config).noise_rate > 0 else None
+
+
+def run_row(run_point: SweepPoint, run: RunData, claims: pd.DataFrame | None) -> dict[str, Any]:
+    """One row of ``sweep.csv``: the varied values, final metrics, rise, phases and the verdicts of
+    ``claims`` (the run's ``run_claims``)."""
 
     run_dir = run.path
     if run.status != "complete":
@@ -123,8 +130,7 @@ def run_row(run_point: SweepPoint, run: "RunData") -> dict[str, Any]:
                           "sweeps need runs recorded by this version")
     row.update(overfitting_rise(correct))
     row.update(verdict_columns(m, correct, row["n_test"], cfg.noise_rate), run_dir=str(run_dir))
-    if cfg.noise_rate > 0:   # the claims that need the snapshots: from the run's summary
-        claims = claims_from(summarise_run(run))
+    if claims is not None:   # the claims that need the snapshots: from the run's summary
         for claim in CLAIMS:
             if claim not in METRIC_CLAIMS:
                 row[f"claim_{claim}"] = claims.loc[claims["claim"] == claim, "verdict"].iloc[0]
@@ -141,9 +147,6 @@ def verdict_columns(metrics: pd.DataFrame, correct: np.ndarray, n_test: int, noi
     """The phase epochs, the post-fit change and the verdicts of ``METRIC_CLAIMS`` of one run from
     its metrics and per-image test record (``claims.metric_verdicts``), judged among themselves;
     without label noise the claims about noisy labels are not testable."""
-    from ddd_support.analysis.regeneralisation import Curves
-    from ddd_support.analysis.stats import NOT_TESTABLE
-    from ddd_support.analysis.claims import metric_verdicts
 
     found = metric_verdicts(Curves(metrics.reset_index(drop=True), correct, int(n_test)))
     phases, post_fit, claims = found["phases"], found["post_fit"], found["claims"].set_index("claim")["verdict"]
@@ -184,32 +187,55 @@ def run_key(point: str, model: str, seed: int) -> str:
     return f"{point}|{model}|seed{int(seed)}"
 
 
-def sweep_tables(spec: SweepSpec, out: str | Path
-                 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray], list[str]]:
-    """``sweep.csv``, ``sweep_epochs.csv`` and per-image correctness of every complete run of ``spec``
-    whose recorded configuration is the spec's; the run directories that hold another are listed last."""
-    from ddd_support.runs.reader import load_run
+class SweepTables(NamedTuple):
+    """What a sweep's folder tabulates of its complete runs (``sweep_tables``)."""
 
-    rows, curves, correct = [], [], {}
+    #: ``sweep.csv``: one row per run.
+    runs: pd.DataFrame
+    #: ``sweep_epochs.csv``: every run's metrics per epoch.
+    epochs: pd.DataFrame
+    #: Per-image test correctness per run (``run_key``), for ``sweep_test_correct.npz``.
+    correct: dict[str, np.ndarray]
+    #: ``CLAIMS_TABLE``: every claim with its statistic and interval, per run.
+    claims: pd.DataFrame
+    #: ``ACTIVATION_TABLE``: the per-image large activation per run, snapshot and layer.
+    activation: pd.DataFrame
+    #: The run directories that hold another configuration than the spec's (left out).
+    mismatched: list[str]
+
+
+def sweep_tables(spec: SweepSpec, out: str | Path) -> SweepTables:
+    """The tables of every complete run of ``spec`` under ``out`` whose recorded configuration is the
+    spec's; each run is read and summarised once."""
+    rows, curves, correct, claims, activation = [], [], {}, [], []
     finished, mismatched = complete_runs(spec, out)
     for r, run_dir in finished:
         run = load_run(run_dir)
-        rows.append(run_row(r, run))
+        judged = run_claims(run)
+        rows.append(run_row(r, run, judged))
         correct[run_key(r.point, r.config.model, r.config.seed)] = run.test_correct
         curves.append(run.metrics.assign(point=r.point, model=r.config.model, seed=r.config.seed, **r.values))
+        key = {"point": r.point, "model": r.config.model, "seed": r.config.seed}
+        if judged is not None:
+            claims.append(judged.drop(columns=["model", "seed", "statement"]).assign(**key))
+        activation.append(per_image_table(run).assign(**key))
     table = pd.DataFrame(rows, columns=None if rows else [*spec.varied_keys, *RUN_COLUMNS])
     if len(table):
         table["run_dir"] = [str(Path(p).relative_to(sweep_dir(out, spec))) for p in table["run_dir"]]
     keys = ["point", "model", "seed", *spec.varied_keys]
     epochs = (pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=[*keys, *METRIC_COLUMNS]))
     epochs = epochs[[*dict.fromkeys([*keys, *METRIC_COLUMNS])]]
-    return table, epochs, correct, mismatched
+    run_keys = ["point", "model", "seed"]
+    claim_table = (pd.concat(claims, ignore_index=True) if claims
+                   else pd.DataFrame(columns=[*run_keys, *(c for c in COLUMNS[2:] if c != "statement")]))
+    act_table = pd.concat(activation, ignore_index=True) if activation else pd.DataFrame(columns=run_keys)
+    order = lambda t: t[[*run_keys, *[c for c in t.columns if c not in run_keys]]]  # noqa: E731
+    return SweepTables(table, epochs, correct, order(claim_table), order(act_table), mismatched)
 
 
 def complete_runs(spec: SweepSpec, out: str | Path) -> tuple[list[tuple[SweepPoint, Path]], list[str]]:
     """The complete runs of ``spec`` under ``out`` whose recorded configuration is the spec's, with
     their directories, and the run directories that hold another configuration."""
-    from ddd_support.runs.schema import config_differences, run_directory
 
     finished, mismatched = [], []
     for r in expand(spec):
@@ -230,29 +256,6 @@ def complete_runs(spec: SweepSpec, out: str | Path) -> tuple[list[tuple[SweepPoi
     return finished, mismatched
 
 
-def detail_tables(spec: SweepSpec, out: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per complete run of ``spec``: every claim with its statistic and interval (``CLAIMS_TABLE``),
-    and the per-image large activation of every snapshot and layer (``ACTIVATION_TABLE``)."""
-    from ddd_support.analysis.claims import COLUMNS, claims_from
-    from ddd_support.analysis.large_activation import per_image_table
-    from ddd_support.analysis.summary import summarise_run
-    from ddd_support.runs.reader import load_run
-
-    claims, activation = [], []
-    for r, run_dir in complete_runs(spec, out)[0]:
-        run = load_run(run_dir)
-        key = {"point": r.point, "model": r.config.model, "seed": r.config.seed}
-        if r.config.noise_rate > 0:   # without noisy samples the claims about them are not defined
-            claims.append(claims_from(summarise_run(run)).drop(columns=["model", "seed", "statement"]).assign(**key))
-        activation.append(per_image_table(run).assign(**key))
-    keys = ["point", "model", "seed"]
-    claim_table = (pd.concat(claims, ignore_index=True) if claims
-                   else pd.DataFrame(columns=[*keys, *(c for c in COLUMNS[2:] if c != "statement")]))
-    act_table = pd.concat(activation, ignore_index=True) if activation else pd.DataFrame(columns=keys)
-    order = lambda t: t[[*keys, *[c for c in t.columns if c not in keys]]]  # noqa: E731
-    return order(claim_table), order(act_table)
-
-
 def read_detail_tables(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A sweep folder's ``CLAIMS_TABLE`` and ``ACTIVATION_TABLE``; a RunDirError says how to write them."""
     folder = Path(folder)
@@ -267,14 +270,13 @@ def write_sweep_record(spec: SweepSpec, out: str | Path, extra: dict[str, Any]) 
     """Write ``sweep.csv``, ``sweep_epochs.csv``, ``sweep_test_correct.npz``, ``spec.yaml`` and
     ``sweep.json`` (spec, provenance, ``extra``); returns the folder and the run directories that
     hold another configuration than the spec's (left out of the tables)."""
-    import yaml
 
     folder = sweep_dir(out, spec)
     folder.mkdir(parents=True, exist_ok=True)
-    table, epochs, correct, mismatched = sweep_tables(spec, out)
+    table, epochs, correct, claims, activation, mismatched = sweep_tables(spec, out)
     atomic_write_text(folder / SWEEP_TABLE, table.to_csv(index=False, float_format="%.10g"))
     atomic_write_text(folder / EPOCH_TABLE, epochs.to_csv(index=False, float_format="%.6g"))
-    for name, detail in zip(DETAIL_FILES, detail_tables(spec, out)):
+    for name, detail in zip(DETAIL_FILES, (claims, activation)):
         atomic_write_text(folder / name, detail.to_csv(index=False, float_format="%.6g"))
     atomic_savez(folder / CORRECT_FILE, **{k: np.packbits(v.astype(bool), axis=1) for k, v in correct.items()},
                  **{f"{k}|n_test": np.int64(v.shape[1]) for k, v in correct.items()})
@@ -343,7 +345,6 @@ def read_sweep(folder: str | Path) -> tuple[SweepSpec, pd.DataFrame, pd.DataFram
 
 def read_correct(path: Path) -> dict[str, np.ndarray]:
     """The per-image correctness of each run from ``sweep_test_correct.npz`` (bool arrays)."""
-    import zipfile
 
     try:
         with np.load(path) as z:
@@ -375,7 +376,6 @@ def rise_difference(table: pd.DataFrame, correct: dict[str, np.ndarray], widths:
     Both runs score the same test images, so the difference is paired over the half-B images:
     each image's rise in one run minus its rise in the other (``image_rise``).
     """
-    from ddd_support.analysis.stats import paired_change
 
     one_run_per_point(table)
     runs = {}
@@ -391,7 +391,6 @@ def rise_difference(table: pd.DataFrame, correct: dict[str, np.ndarray], widths:
 
 def one_run_per_point(table: pd.DataFrame) -> None:
     """The comparisons across points take one model and one seed per point; a ConfigError otherwise."""
-    from ddd_support.errors import ConfigError
 
     if table["model"].nunique() > 1 or table.groupby("point").size().max() > 1:
         raise ConfigError("this view compares one run per point (one model, one seed); the sweep has "
@@ -402,7 +401,6 @@ def one_run_per_point(table: pd.DataFrame) -> None:
 
 def peak_short(peaks: pd.DataFrame) -> str:
     """Where the model-wise peak holds, in a few words."""
-    from ddd_support.analysis.stats import HOLDS
 
     held = peaks.loc[peaks["verdict"] == HOLDS, "noise_rate"]
     rest = peaks.loc[peaks["verdict"] != HOLDS, "noise_rate"]
@@ -414,8 +412,6 @@ def peak_short(peaks: pd.DataFrame) -> str:
 
 def peak_sentence(peaks: pd.DataFrame) -> str:
     """Where the model-wise peak of final test error holds, with its paired differences."""
-    from ddd_support.analysis.claims import interval_text
-    from ddd_support.analysis.stats import HOLDS
 
     held = peaks[peaks["verdict"] == HOLDS]
     if held.empty:
@@ -431,7 +427,6 @@ def peak_sentence(peaks: pd.DataFrame) -> str:
 def sweep_findings(table: pd.DataFrame, correct: dict[str, np.ndarray]) -> dict[str, str]:
     """Sentences about a noise-rate x width sweep, generated from its table and per-image record
     (one model and one seed per point)."""
-    from ddd_support.analysis.claims import interval_text
 
     if table.empty:
         raise RunDirError("the sweep has no complete run yet; finish it with the sweep command")
@@ -483,7 +478,6 @@ def sweep_findings(table: pd.DataFrame, correct: dict[str, np.ndarray]) -> dict[
     clean_final = with_width(clean).sort_values("width")
     out["clean_by_width"] = ", ".join(f"{r.width}: {1 - r.final_test_acc:.1%}" for r in clean_final.itertuples())
     if len(clean_final) > 1:
-        from ddd_support.analysis.stats import paired_change
 
         narrow, wide = (correct[run_key(r.point, r.model, r.seed)] for r in
                         (clean_final.iloc[0], clean_final.iloc[-1]))
@@ -519,7 +513,6 @@ def width_peak(table: pd.DataFrame, correct: dict[str, np.ndarray], noise_rate: 
     runs score the same test subset). The peak *holds* when it is an intermediate width whose
     error exceeds both ends' beyond their intervals.
     """
-    from ddd_support.analysis.stats import HOLDS, INCONCLUSIVE, NOT_TESTABLE, paired_change
 
     one_run_per_point(table)
     rows = with_width(table[np.isclose(table["noise_rate"], noise_rate)])

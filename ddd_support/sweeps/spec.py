@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+import yaml
+
 from ddd_support.config import MODELS, TrainConfig, coerce_value, get_profile, parse_overrides
 from ddd_support.errors import ConfigError
 
@@ -152,8 +154,6 @@ def _check_key(key: str, where: str) -> None:
 
 def load_spec(path: str | os.PathLike) -> SweepSpec:
     """Read a YAML (or JSON) sweep spec; errors name the file."""
-    import yaml
-
     path = Path(path)
     try:
         values = yaml.safe_load(path.read_text())

@@ -256,11 +256,14 @@ def test_a_sweep_does_not_tabulate_runs_trained_longer_than_its_spec(tmp_path, s
     for r in expand(longer):
         train(replace(r.config, progress=False, device="cpu"), run_root(tmp_path, longer, r.point), synthetic_arrays)
     shorter = spec_from_arguments("ep", "smoke", ["lr=1e-3"], [*tiny, "epochs=3"])
-    table, _, _, mismatched = sweep_tables(shorter, tmp_path)
-    assert table.empty
-    assert len(mismatched) == 3 and all("trained to 6 epochs, the spec asks for 3" in m for m in mismatched)
-    table, _, _, mismatched = sweep_tables(longer, tmp_path)
-    assert list(table["epochs"]) == [6, 6, 6] and not mismatched
+    tables = sweep_tables(shorter, tmp_path)
+    assert tables.runs.empty and tables.claims.empty and tables.activation.empty
+    assert len(tables.mismatched) == 3
+    assert all("trained to 6 epochs, the spec asks for 3" in m for m in tables.mismatched)
+    tables = sweep_tables(longer, tmp_path)
+    assert list(tables.runs["epochs"]) == [6, 6, 6] and not tables.mismatched
+    runs_of = lambda t: set(zip(t["point"], t["model"], t["seed"]))  # noqa: E731
+    assert runs_of(tables.claims) == runs_of(tables.activation) == runs_of(tables.runs)
 
 
 # --------------------------------------------------------------------------- smaller ones

@@ -149,26 +149,20 @@ def test_a_run_shorter_than_every_length_is_read_at_its_end():
 
 
 @pytest.mark.slow
-def test_a_sweep_writes_and_exports_the_tables_the_map_reads(tmp_path):
+def test_a_sweep_writes_and_exports_the_tables_the_map_reads(tmp_path, sweep_scheduler):
     import json
-    import os
-    import subprocess
-    import sys
 
     from ddd_support.analysis.claims import CLAIMS
     from ddd_support.files import read_json
     from ddd_support.sweeps.results import read_detail_tables, read_sweep
-    from tests.conftest import REPO, write_image_folder
+    from tests.sweeps.conftest import sweep_here
 
-    root = write_image_folder(tmp_path / "imgs", per_class=8)
-    env = {**os.environ, "DDD_DATA_ROOT": str(root), "DDD_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     spec = tmp_path / "map.yaml"
     spec.write_text(json.dumps({"name": "map", "profile": "smoke", "grid": {"model": ["mlp3"]},
                                 "set": {"n_train": 60, "n_test": 40, "epochs": 4, "probe_per_class": 1},
                                 "points": [{}, {"batch_size": 16}]}))
-    proc = subprocess.run([sys.executable, "-m", "ddd_support", "-q", "sweep", str(spec),
-                           "--out", str(tmp_path / "out"), "--workers", "1", "--export", str(tmp_path / "ref")],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    proc = sweep_here(["-q", "sweep", str(spec), "--out", str(tmp_path / "out"), "--scheduler", sweep_scheduler,
+                       "--export", str(tmp_path / "ref")])
     assert proc.returncode == 0, proc.stderr[-2000:]
     claims, activation = read_detail_tables(tmp_path / "ref" / "map")
     assert sorted(set(claims["point"])) == ["base", "batch_size=16"] and len(claims) == 2 * len(CLAIMS)

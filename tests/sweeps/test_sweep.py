@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -22,7 +21,8 @@ from ddd_support.sweeps.execute import estimated_cost, task_groups
 from ddd_support.sweeps.results import (CORRECT_FILE, SWEEP_TABLE, image_rise, overfitting_rise, read_sweep,
                                        rise_difference, sweep_findings, width_peak)
 
-from tests.conftest import REPO, write_image_folder
+from tests.conftest import REPO
+from tests.sweeps.conftest import sweep_here
 
 SPEC = {"name": "grid", "profile": "smoke",
         "set": {"n_train": 60, "n_test": 40, "epochs": 4, "probe_per_class": 1, "checkpoint_every": 1},
@@ -233,7 +233,7 @@ def test_comparisons_across_points_refuse_several_seeds_per_point():
         width_peak(table, {}, 0.3)
 
 
-# --------------------------------------------------------------------------- sweeps on a LocalCluster
+# --------------------------------------------------------------------------- sweeps on Dask
 def _spec_file(tmp_path: Path, **changes) -> Path:
     path = tmp_path / "spec.yaml"
     path.write_text(json.dumps({**SPEC, **changes}))
@@ -241,11 +241,18 @@ def _spec_file(tmp_path: Path, **changes) -> Path:
 
 
 def _sweep(spec: Path, out: Path, env: dict, *extra: str, wait: bool = True):
+    """The sweep command in a process of its own (on an embedded LocalCluster of two workers unless
+    ``extra`` names a scheduler)."""
     argv = [sys.executable, "-m", "ddd_support", "sweep", str(spec), "--out", str(out), "--workers", "2", "-q",
             *extra]
     if not wait:
         return subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _sweep_on(scheduler: str, spec: Path, out: Path, *extra: str):
+    """The sweep command in this process, on the session's running cluster at ``scheduler``."""
+    return sweep_here(["sweep", str(spec), "--out", str(out), "--scheduler", scheduler, "-q", *extra])
 
 
 def _metrics(folder: Path) -> dict[str, pd.DataFrame]:
@@ -258,14 +265,12 @@ def _resumes(folder: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def grid_sweep(tmp_path_factory):
-    """``SPEC`` swept once per module into ``<out>/grid`` (a process of its own on a LocalCluster of two
-    workers): the finished command and its folder. Tests that change it work on a copy."""
+def grid_sweep(tmp_path_factory, sweep_scheduler):
+    """``SPEC`` swept once per module into ``<out>/grid`` on the session's cluster: the finished command,
+    its folder and the scheduler. Tests that change it work on a copy."""
     tmp = tmp_path_factory.mktemp("grid_sweep")
-    root = write_image_folder(tmp / "imgs", per_class=12)
-    env = {**os.environ, "DDD_DATA_ROOT": str(root), "DDD_CACHE_DIR": str(tmp / "cache"), "OMP_NUM_THREADS": "1"}
-    first = _sweep(_spec_file(tmp), tmp / "out", env)
-    return first, tmp / "out" / "grid", env
+    first = _sweep_on(sweep_scheduler, _spec_file(tmp), tmp / "out")
+    return first, tmp / "out" / "grid", sweep_scheduler
 
 
 def _copy_sweep(folder: Path, out: Path) -> Path:
@@ -278,7 +283,7 @@ def _copy_sweep(folder: Path, out: Path) -> Path:
 
 @pytest.mark.slow
 def test_a_sweep_trains_every_point_once_tabulates_them_and_a_rerun_trains_nothing(tmp_path, grid_sweep):
-    first, swept, env = grid_sweep
+    first, swept, scheduler = grid_sweep
     assert first.returncode == 0, first.stderr
     assert first.stdout.split() == [str(swept)]
     folder = _copy_sweep(swept, tmp_path / "out")
@@ -289,7 +294,7 @@ def test_a_sweep_trains_every_point_once_tabulates_them_and_a_rerun_trains_nothi
     assert all(read_json(p)["status"] == "complete" for p in folder.rglob("config.json"))
     before = {p: p.stat().st_mtime_ns for p in folder.rglob("metrics.csv")}
 
-    again = _sweep(spec, tmp_path / "out", env, "--export", str(tmp_path / "ref"))
+    again = _sweep_on(scheduler, spec, tmp_path / "out", "--export", str(tmp_path / "ref"))
     assert again.returncode == 0, again.stderr
     assert {p: p.stat().st_mtime_ns for p in folder.rglob("metrics.csv")} == before
     invocations = read_json(folder / "sweep.json")["invocations"]
@@ -302,13 +307,13 @@ def test_a_sweep_trains_every_point_once_tabulates_them_and_a_rerun_trains_nothi
 
 @pytest.mark.slow
 def test_extending_the_grid_trains_only_the_new_points(tmp_path, grid_sweep):
-    first, swept, env = grid_sweep
+    first, swept, scheduler = grid_sweep
     assert first.returncode == 0, first.stderr
     folder = _copy_sweep(swept, tmp_path / "out")
     stamps = {p: p.stat().st_mtime_ns for p in folder.rglob("metrics.csv")}
     assert len(stamps) == 4
     wider = _spec_file(tmp_path, grid={**SPEC["grid"], "base_width": [4, 8, 12]})
-    assert _sweep(wider, tmp_path / "out", env).returncode == 0
+    assert _sweep_on(scheduler, wider, tmp_path / "out").returncode == 0
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert len(list(folder.rglob("metrics.csv"))) == 6
 
@@ -319,23 +324,22 @@ LONG = {"set": {**SPEC["set"], "epochs": 30, "n_train": 120},
 
 
 @pytest.fixture(scope="module")
-def long_sweep(tmp_path_factory):
-    """``LONG`` swept once, undisturbed, per module: its spec file, its environment and its folder,
-    the reference the kill and concurrency tests compare with."""
+def long_sweep(tmp_path_factory, sweep_scheduler):
+    """``LONG`` swept once, undisturbed, per module on the session's cluster: its spec file and its
+    folder, the reference the kill and concurrency tests compare with."""
     tmp = tmp_path_factory.mktemp("long_sweep")
-    root = write_image_folder(tmp / "imgs", per_class=12)
-    env = {**os.environ, "DDD_DATA_ROOT": str(root), "DDD_CACHE_DIR": str(tmp / "cache"), "OMP_NUM_THREADS": "1"}
     spec = _spec_file(tmp, **LONG)
-    whole = _sweep(spec, tmp / "whole", env)
+    whole = _sweep_on(sweep_scheduler, spec, tmp / "whole")
     assert whole.returncode == 0, whole.stderr
-    return spec, env, tmp / "whole" / "grid"
+    return spec, tmp / "whole" / "grid"
 
 
 @pytest.mark.slow
-def test_killing_the_workers_mid_run_resumes_to_identical_metrics(tmp_path, long_sweep):
+def test_killing_the_workers_mid_run_resumes_to_identical_metrics(tmp_path, long_sweep, sweep_env):
+    """The sweep command's own embedded LocalCluster, its workers killed mid-run."""
     psutil = pytest.importorskip("psutil")
-    spec, env, whole = long_sweep
-    proc = _sweep(spec, tmp_path / "killed", env, wait=False)
+    spec, whole = long_sweep
+    proc = _sweep(spec, tmp_path / "killed", sweep_env, wait=False)
     index_files = lambda: list((tmp_path / "killed").rglob("checkpoint.json"))  # noqa: E731
     deadline, killed = time.monotonic() + 120, 0
     while time.monotonic() < deadline and proc.poll() is None:
@@ -371,9 +375,12 @@ def _checkpoint_epoch(files: list[Path]) -> int:
 
 
 @pytest.mark.slow
-def test_two_sweeps_started_at_once_on_one_folder_train_each_run_once(tmp_path, long_sweep):
-    spec, env, alone = long_sweep
-    procs = [_sweep(spec, tmp_path / "out", env, wait=False) for _ in range(2)]
+def test_two_sweeps_started_at_once_on_one_folder_train_each_run_once(tmp_path, long_sweep, sweep_env,
+                                                                     sweep_scheduler):
+    """Two sweep processes on one cluster: each run is trained by one of them, the other waits for it."""
+    spec, alone = long_sweep
+    procs = [_sweep(spec, tmp_path / "out", sweep_env, "--scheduler", sweep_scheduler, wait=False)
+             for _ in range(2)]
     results = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [r[1] for r in results]
     folder = tmp_path / "out" / "grid"
