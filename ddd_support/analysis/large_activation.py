@@ -115,19 +115,33 @@ def correlation_ci(r: float, n: int, se_factor: float = 1.0, level: float = 0.95
     return float(np.tanh(z - half)), float(np.tanh(z + half))
 
 
-def correlate(x: np.ndarray, y: np.ndarray, level: float = 0.95) -> dict[str, float]:
-    """Pearson and Spearman correlation with Fisher-z intervals; NaN if either side is constant."""
+def _finite_pairs(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The pairs where both are finite, and whether a correlation is defined on them (three or more,
+    neither side constant)."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     ok = np.isfinite(x) & np.isfinite(y)
-    x, y, n = x[ok], y[ok], int(ok.sum())
-    if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        pearson = spearman = float("nan")
+    x, y = x[ok], y[ok]
+    return x, y, len(x) >= 3 and np.ptp(x) != 0 and np.ptp(y) != 0
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson's r over the finite pairs, without an interval (``correlate``'s ``pearson``)."""
+    x, y, defined = _finite_pairs(x, y)
+    return float(np.clip(stats.pearsonr(x, y).statistic, -1.0, 1.0)) if defined else float("nan")
+
+
+def correlate(x: np.ndarray, y: np.ndarray, level: float = 0.95) -> dict[str, float]:
+    """Pearson and Spearman correlation with Fisher-z intervals; NaN if either side is constant."""
+    x, y, defined = _finite_pairs(x, y)
+    n = len(x)
+    if not defined:
+        pearson_r = spearman = float("nan")
     else:
-        pearson = float(np.clip(stats.pearsonr(x, y).statistic, -1.0, 1.0))
+        pearson_r = float(np.clip(stats.pearsonr(x, y).statistic, -1.0, 1.0))
         spearman = float(np.clip(stats.spearmanr(x, y).statistic, -1.0, 1.0))
-    p_lo, p_hi = correlation_ci(pearson, n, 1.0, level)
+    p_lo, p_hi = correlation_ci(pearson_r, n, 1.0, level)
     s_lo, s_hi = correlation_ci(spearman, n, SPEARMAN_SE_FACTOR, level)
-    return {"pearson": pearson, "pearson_low": p_lo, "pearson_high": p_hi,
+    return {"pearson": pearson_r, "pearson_low": p_lo, "pearson_high": p_hi,
             "spearman": spearman, "spearman_low": s_lo, "spearman_high": s_hi, "n": n}
 
 
@@ -198,7 +212,7 @@ def correlation_table(run: "RunData", epoch: int | None = None, layer: int | Non
 def _most_correlated_class(activation: np.ndarray, labels: np.ndarray, n_classes: int) -> int:
     best, best_r = 0, -1.0
     for c in range(n_classes):
-        r = correlate(activation, labels == c)["pearson"]
+        r = pearson(activation, labels == c)
         if np.isfinite(r) and abs(r) > best_r:
             best, best_r = c, abs(r)
     return best
@@ -330,12 +344,15 @@ def best_correlations(run: "RunData", snapshot: dict[str, np.ndarray], layer: in
     out: dict[str, float] = {}
     for kind in ("input", "output"):
         best = {"pearson": np.nan, "pearson_low": np.nan, "pearson_high": np.nan}
+        best_values = None
         for name, k, values in probe_quantities(run, snapshot, layer, activation):
             if k != kind or name == "pre-activation":
                 continue
-            c = correlate(activation, values)
-            if np.isfinite(c["pearson"]) and not abs(c["pearson"]) <= abs(best["pearson"]):
-                best = c
+            r = pearson(activation, values)
+            if np.isfinite(r) and not abs(r) <= abs(best["pearson"]):
+                best["pearson"], best_values = r, values
+        if best_values is not None:   # the interval of the best one only
+            best = correlate(activation, best_values)
         r, lo, hi = abs(best["pearson"]), best["pearson_low"], best["pearson_high"]
         if np.isfinite(r) and best["pearson"] < 0:
             lo, hi = -hi, -lo

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ddd_support.analysis.large_activation import (correlate, correlation_ci, correlation_table,
+from ddd_support.analysis.large_activation import (correlate, correlation_ci, correlation_table, pearson,
                                                    dominant_neuron, emergence_epoch,
                                                    large_activation_table, largest_layer,
                                                    reference_magnitude)
@@ -119,6 +119,16 @@ def test_fisher_interval_of_a_known_correlation():
 def test_correlate_constant_input_gives_nan():
     result = correlate(np.ones(10), np.arange(10))
     assert np.isnan(result["pearson"]) and np.isnan(result["spearman_low"])
+
+
+def test_pearson_alone_is_correlate_s_pearson_bit_for_bit():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=50)
+    y = 0.3 * x + rng.normal(size=50)
+    y[[3, 7]] = np.nan                       # pairs left out on both sides
+    assert pearson(x, y) == correlate(x, y)["pearson"]
+    assert pearson(x, -2 * x) == pytest.approx(-1.0) and np.isnan(pearson(np.ones(10), np.arange(10)))
+    assert np.isnan(pearson(x[:2], y[:2]))   # fewer than three pairs
 
 
 @pytest.fixture(scope="module")
