@@ -137,7 +137,6 @@ def plot_finding_map(runs: pd.DataFrame, cells: pd.DataFrame, title: str, ylabel
     ``runs``: ``scale_map.finding_runs``; ``cells``: ``scale_map.finding_cells``; ``threshold``:
     a dashed line where the verdict's cut lies; ``scale`` multiplies the statistic (100: points).
     """
-
     axes_shown = [a for a in AXES if (cells["axis"] == a).any()]
     base_cells = cells[cells["axis"] == BASE]
     fig, panels = plt.subplots(1, max(len(axes_shown), 1), figsize=(MAX_WIDTH, 3.0), sharey=True, squeeze=False)
@@ -183,7 +182,6 @@ def plot_growth_over_epochs(activation: pd.DataFrame, axes: pd.DataFrame, title:
                             threshold: float = 2.0) -> Figure:
     """The large activation's growth (per-image ratio over its initial value) against epoch, one line
     per run, for the layer that is each run's candidate at its end; one colour per point."""
-
     fig, ax = plt.subplots(figsize=(8.0, 3.6))
     labels = {(r.point, r.model): cell_label(r.axis, getattr(r, r.axis) if r.axis in AXES else None, r.point, r.model)
               for r in axes.itertuples()}

@@ -65,7 +65,6 @@ def overfitting_rise(correct: np.ndarray, end_fraction: float = END_FRACTION) ->
     ``correct``: (epochs + 1, n_test) per-image correctness from epoch 0. Returns the best epoch,
     the rise (in accuracy points as a fraction), its paired interval and its outcome.
     """
-
     correct = np.asarray(correct, dtype=float)
     if correct.ndim != 2 or correct.shape[0] < 3 or correct.shape[1] < 4:
         raise ValueError(f"need (epochs + 1, n_test) correctness with >= 3 epochs and >= 4 images, got {correct.shape}")
@@ -102,7 +101,6 @@ def run_claims(run: RunData) -> pd.DataFrame | None:
 def run_row(run_point: SweepPoint, run: RunData, claims: pd.DataFrame | None) -> dict[str, Any]:
     """One row of ``sweep.csv``: the varied values, final metrics, rise, phases and the verdicts of
     ``claims`` (the run's ``run_claims``)."""
-
     run_dir = run.path
     if run.status != "complete":
         raise RunDirError(f"{run_dir} is not complete (status {run.status}); rerun the sweep to finish it")
@@ -147,7 +145,6 @@ def verdict_columns(metrics: pd.DataFrame, correct: np.ndarray, n_test: int, noi
     """The phase epochs, the post-fit change and the verdicts of ``METRIC_CLAIMS`` of one run from
     its metrics and per-image test record (``claims.metric_verdicts``), judged among themselves;
     without label noise the claims about noisy labels are not testable."""
-
     found = metric_verdicts(Curves(metrics.reset_index(drop=True), correct, int(n_test)))
     phases, post_fit, claims = found["phases"], found["post_fit"], found["claims"].set_index("claim")["verdict"]
     out = {"test_peak_epoch": phases["test_peak_epoch"], "test_dip_epoch": phases["test_dip_epoch"],
@@ -236,7 +233,6 @@ def sweep_tables(spec: SweepSpec, out: str | Path) -> SweepTables:
 def complete_runs(spec: SweepSpec, out: str | Path) -> tuple[list[tuple[SweepPoint, Path]], list[str]]:
     """The complete runs of ``spec`` under ``out`` whose recorded configuration is the spec's, with
     their directories, and the run directories that hold another configuration."""
-
     finished, mismatched = [], []
     for r in expand(spec):
         run_dir = run_directory(run_root(out, spec, r.point), r.config.profile, r.config.model, r.config.seed)
@@ -270,7 +266,6 @@ def write_sweep_record(spec: SweepSpec, out: str | Path, extra: dict[str, Any]) 
     """Write ``sweep.csv``, ``sweep_epochs.csv``, ``sweep_test_correct.npz``, ``spec.yaml`` and
     ``sweep.json`` (spec, provenance, ``extra``); returns the folder and the run directories that
     hold another configuration than the spec's (left out of the tables)."""
-
     folder = sweep_dir(out, spec)
     folder.mkdir(parents=True, exist_ok=True)
     table, epochs, correct, claims, activation, mismatched = sweep_tables(spec, out)
@@ -345,7 +340,6 @@ def read_sweep(folder: str | Path) -> tuple[SweepSpec, pd.DataFrame, pd.DataFram
 
 def read_correct(path: Path) -> dict[str, np.ndarray]:
     """The per-image correctness of each run from ``sweep_test_correct.npz`` (bool arrays)."""
-
     try:
         with np.load(path) as z:
             packed = {k: z[k] for k in z.files if not k.endswith("|n_test")}
@@ -376,7 +370,6 @@ def rise_difference(table: pd.DataFrame, correct: dict[str, np.ndarray], widths:
     Both runs score the same test images, so the difference is paired over the half-B images:
     each image's rise in one run minus its rise in the other (``image_rise``).
     """
-
     one_run_per_point(table)
     runs = {}
     for rate in (low_rate, high_rate):
@@ -391,7 +384,6 @@ def rise_difference(table: pd.DataFrame, correct: dict[str, np.ndarray], widths:
 
 def one_run_per_point(table: pd.DataFrame) -> None:
     """The comparisons across points take one model and one seed per point; a ConfigError otherwise."""
-
     if table["model"].nunique() > 1 or table.groupby("point").size().max() > 1:
         raise ConfigError("this view compares one run per point (one model, one seed); the sweep has "
                           f"models {sorted(table['model'].unique())} and up to "
@@ -401,7 +393,6 @@ def one_run_per_point(table: pd.DataFrame) -> None:
 
 def peak_short(peaks: pd.DataFrame) -> str:
     """Where the model-wise peak holds, in a few words."""
-
     held = peaks.loc[peaks["verdict"] == HOLDS, "noise_rate"]
     rest = peaks.loc[peaks["verdict"] != HOLDS, "noise_rate"]
     if held.empty:
@@ -412,7 +403,6 @@ def peak_short(peaks: pd.DataFrame) -> str:
 
 def peak_sentence(peaks: pd.DataFrame) -> str:
     """Where the model-wise peak of final test error holds, with its paired differences."""
-
     held = peaks[peaks["verdict"] == HOLDS]
     if held.empty:
         return "at no noise rate does an intermediate width have a final test error above both ends"
@@ -427,7 +417,6 @@ def peak_sentence(peaks: pd.DataFrame) -> str:
 def sweep_findings(table: pd.DataFrame, correct: dict[str, np.ndarray]) -> dict[str, str]:
     """Sentences about a noise-rate x width sweep, generated from its table and per-image record
     (one model and one seed per point)."""
-
     if table.empty:
         raise RunDirError("the sweep has no complete run yet; finish it with the sweep command")
     one_run_per_point(table)
@@ -513,7 +502,6 @@ def width_peak(table: pd.DataFrame, correct: dict[str, np.ndarray], noise_rate: 
     runs score the same test subset). The peak *holds* when it is an intermediate width whose
     error exceeds both ends' beyond their intervals.
     """
-
     one_run_per_point(table)
     rows = with_width(table[np.isclose(table["noise_rate"], noise_rate)])
     if rows["widths"].nunique() < 3:

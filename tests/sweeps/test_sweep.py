@@ -385,6 +385,9 @@ def test_two_sweeps_started_at_once_on_one_folder_train_each_run_once(tmp_path, 
     results = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [r[1] for r in results]
     folder = tmp_path / "out" / "grid"
+    invocations = read_json(folder / "sweep.json")["invocations"]
+    assert len(invocations) == 2 and all(i["status"] == "finished" for i in invocations)
+    assert all(i["workers"] > 0 for i in invocations), "one sweep found every run done: they did not overlap"
     assert _resumes(folder) == 0
     assert all(read_json(p)["status"] == "complete" for p in folder.rglob("config.json"))
     a, b = _metrics(folder), _metrics(alone)
