@@ -66,8 +66,14 @@ INSPECT = """() => {
     return copy.innerText;
   };
   const math = [...article.querySelectorAll(".math")];
-  const figures = [...article.querySelectorAll(".cell_output img")].map(img => ({
-    src: img.getAttribute("src"), natural: img.naturalWidth, shown: img.getBoundingClientRect().width}));
+  const captionOf = img => (img.closest("figure") || {querySelector: () => null}).querySelector("figcaption");
+  const scrollHint = caption => (caption ? getComputedStyle(caption, "::before").content : "none");
+  const figures = [...article.querySelectorAll(".cell_output img")].map(img => {
+    const box = img.closest(".cell_output");
+    return {src: img.getAttribute("src"), natural: img.naturalWidth, shown: img.getBoundingClientRect().width,
+            scrolls: Boolean(box) && box.scrollWidth > box.clientWidth + 1,
+            hint: /scroll/.test(scrollHint(captionOf(img)))};
+  });
   const widgetCells = [...article.querySelectorAll("div.cell")].filter(cell => {
     const input = cell.querySelector(".cell_input");
     return input && /\\bwidgets\\.|\\binteract(ive)?\\(/.test(input.innerText);
@@ -260,6 +266,19 @@ def test_the_smallest_figure_text_of_the_book(site):
         smallest = min(sizes)
         print(f"\nsmallest figure text at {width} px: {smallest[0]:.1f} px ({smallest[1]}; at least {minimum})")
         assert smallest[0] >= minimum
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_a_figure_that_scrolls_sideways_says_so_and_one_that_fits_does_not(site, name):
+    """At 390 px the figures are wider than the column and their boxes scroll: each says so between
+    the figure and its caption; at 1280 px none scrolls and none says it."""
+    for width in (390, 1280):
+        figures = report(site, name, width)["figures"]
+        wrong = [f"{f['src']}: scrolls {f['scrolls']}, hint {f['hint']}" for f in figures
+                 if f["scrolls"] != f["hint"]]
+        assert wrong == [], width
+        if width == 1280:
+            assert not any(f["scrolls"] for f in figures)
 
 
 @pytest.mark.parametrize("name", PAGES)
