@@ -105,6 +105,9 @@ EFFECTS: dict[str, Effect] = {
 THRESHOLD_CLAIMS = frozenset({"clean_first", "noisy_fit", "large_exists", "large_100x", "large_shallow"})
 #: The ``basis`` of an over-seeds verdict resting on one seed's value (a threshold claim on one seed).
 ONE_VALUE = "one seed's value, no interval"
+#: Added to the ``basis`` of a threshold claim whose seeds all give the same value: its interval has
+#: no width, and the verdict rests on the seeds' agreement, not on a measured spread.
+NO_SPREAD = "every seed the same value, so no spread"
 #: The outcome note (and pending verdict) of a neuron whose effect does not stand out from random neurons':
 #: such a claim is at best inconclusive.
 NOT_BEYOND = "not beyond random neurons"
@@ -388,7 +391,8 @@ def claims_over_seeds(claims: pd.DataFrame, grid: pd.DataFrame | None = None) ->
                          "verdict": pending, "dof": ci.n - 1 if ci.n > 1 else None})
         elif claim in THRESHOLD_CLAIMS and len(testable) > 1 and np.isfinite(values).all():
             ci = seed_interval(values)
-            rows.append({**row, "mean": ci.estimate, "low": ci.low, "high": ci.high, "basis": ci.method,
+            basis = f"{ci.method}; {NO_SPREAD}" if np.ptp(values) == 0 else ci.method
+            rows.append({**row, "mean": ci.estimate, "low": ci.low, "high": ci.high, "basis": basis,
                          "verdict": None, "dof": ci.n - 1, "all_hold": bool((testable["verdict"] == HOLDS).all())})
         else:
             agree = testable["verdict"].iloc[0] if testable["verdict"].nunique() == 1 else INCONCLUSIVE
@@ -438,7 +442,8 @@ def seeds_text(n: int, basis: str = "") -> str:
 
 def basis_label(basis: str) -> str:
     """What an over-seeds interval comes from, in a few words for a table column: ``3 seeds``,
-    ``3 seeds, images`` (spread at least each seed's sampling noise), ``1 seed's images``, ``none``."""
+    ``3 seeds, images`` (spread at least each seed's sampling noise), ``3 seeds, all equal`` (no
+    spread: an interval of no width), ``1 seed's images``, ``none``."""
     if not isinstance(basis, str) or not basis:
         return ""
     if basis == ONE_VALUE or "no interval" in basis:
@@ -447,6 +452,8 @@ def basis_label(basis: str) -> str:
         return "1 seed's images"
     words = basis.split()
     n = words[3] if basis.startswith("t interval over") else "?"
+    if NO_SPREAD in basis:
+        return f"{n} seeds, all equal"
     return f"{n} seeds, images" if "sampling noise" in basis else f"{n} seeds"
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ddd_support.analysis.claims import (CLAIMS, EFFECTS, ONE_VALUE, claim_counts, claims_from, claims_over_seeds,
+from ddd_support.analysis.claims import (CLAIMS, EFFECTS, NO_SPREAD, ONE_VALUE, basis_label, claim_counts, claims_from, claims_over_seeds,
                                          first_epoch_at, flip_limited, over_seeds_sentence, phase_sentence,
                                          strongest_correlation, verdict_phrase)
 from ddd_support.analysis.phases import detect_phases
@@ -154,6 +154,15 @@ def test_over_seeds_a_threshold_claim_holds_only_when_its_interval_lies_beyond_t
     # a "below" threshold: layer 4 of 6 in both seeds lies past the shallow half
     deep = claims_over_seeds(observations({("mlp7", 0): 4 / 6, ("mlp7", 1): 4 / 6}, "large_shallow")).iloc[0]
     assert deep["verdict"] == RULED_OUT
+
+
+def test_over_seeds_a_threshold_claim_whose_seeds_agree_exactly_says_its_interval_has_no_width():
+    # both seeds at layer 4 of 6: the interval is the value itself, and the table says why
+    deep = claims_over_seeds(observations({("mlp7", 0): 4 / 6, ("mlp7", 1): 4 / 6}, "large_shallow")).iloc[0]
+    assert deep["low"] == deep["high"] == pytest.approx(4 / 6)
+    assert NO_SPREAD in deep["basis"] and basis_label(deep["basis"]) == "2 seeds, all equal"
+    spread = claims_over_seeds(observations({("mlp7", 0): 4 / 6, ("mlp7", 1): 5 / 6}, "large_shallow")).iloc[0]
+    assert NO_SPREAD not in spread["basis"] and basis_label(spread["basis"]) == "2 seeds"
 
 
 def test_over_seeds_a_threshold_claim_on_one_seed_keeps_its_value_and_says_it_has_no_interval():

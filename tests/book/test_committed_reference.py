@@ -62,7 +62,7 @@ def test_reference_is_small(index):
     assert size < 20 * 2 ** 20   # cpu, paper, cpu_mlp7 (three seeds each, paper one) and two sweeps
 
 
-@pytest.mark.parametrize("profile", ["cpu", "paper"])
+@pytest.mark.parametrize("profile", ["cpu", "paper", "cpu_mlp7"])
 def test_committed_tables_are_what_the_runs_give(profile):
     recomputed = summary_tables(load_runs(find_runs(REFERENCE_ROOT, profile=profile)))
     for name in TABLES:
