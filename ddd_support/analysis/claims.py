@@ -436,8 +436,11 @@ def claim_counts(claims: pd.DataFrame, grid: pd.DataFrame | None = None) -> pd.D
 
 
 def seeds_text(n: int, basis: str = "") -> str:
-    """``1 seed`` / ``3 seeds``; ``1 seed, its value alone`` where the verdict has no interval."""
-    return f"{int(n)} seed{'s' if int(n) != 1 else ''}" + (", its value alone" if basis == ONE_VALUE else "")
+    """``1 seed`` / ``3 seeds``; ``1 seed, its value alone`` where the verdict has no interval;
+    ``3 seeds, all equal`` where the seeds agree exactly (an interval of no width)."""
+    note = (", its value alone" if basis == ONE_VALUE else
+            ", all equal" if isinstance(basis, str) and NO_SPREAD in basis else "")
+    return f"{int(n)} seed{'s' if int(n) != 1 else ''}{note}"
 
 
 def basis_label(basis: str) -> str:

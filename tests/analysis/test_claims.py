@@ -161,6 +161,9 @@ def test_over_seeds_a_threshold_claim_whose_seeds_agree_exactly_says_its_interva
     deep = claims_over_seeds(observations({("mlp7", 0): 4 / 6, ("mlp7", 1): 4 / 6}, "large_shallow")).iloc[0]
     assert deep["low"] == deep["high"] == pytest.approx(4 / 6)
     assert NO_SPREAD in deep["basis"] and basis_label(deep["basis"]) == "2 seeds, all equal"
+    sentence = over_seeds_sentence(claims_over_seeds(observations({("mlp7", 0): 4 / 6, ("mlp7", 1): 4 / 6},
+                                                                  "large_shallow")), "large_shallow", ["mlp7"])
+    assert sentence.endswith("ruled out (2 seeds, all equal)"), sentence
     spread = claims_over_seeds(observations({("mlp7", 0): 4 / 6, ("mlp7", 1): 5 / 6}, "large_shallow")).iloc[0]
     assert NO_SPREAD not in spread["basis"] and basis_label(spread["basis"]) == "2 seeds"
 
