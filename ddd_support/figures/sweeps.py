@@ -6,10 +6,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from ddd_support.figures.runs import MAX_WIDTH, OKABE_ITO, epoch_axis, outside_legend, styled
 from ddd_support.analysis.large_activation import candidate_layer
+from ddd_support.analysis.stats import HOLDS, INCONCLUSIVE, NOT_TESTABLE, RULED_OUT
 from ddd_support.sweeps.results import with_width
 from ddd_support.sweeps.scale_map import AXES, BASE, cell_label
 
@@ -123,57 +125,72 @@ def _finish_width_axes(ax: plt.Axes, widths: pd.Series, ylabel: str, title: str)
 
 
 # --------------------------------------------------------------------------- the scale map (chapter 08)
-#: Colour of a run's verdict on the scale map.
-VERDICT_COLORS: dict[str, str] = {"holds": OKABE_ITO["bluish green"], "fails": OKABE_ITO["vermillion"],
-                                  "not testable": "#999999"}
+#: Colour and marker of a run's verdict on the scale map (all four verdicts, each its own shape too).
+VERDICT_STYLES: dict[str, tuple[str, str]] = {
+    HOLDS: (OKABE_ITO["bluish green"], "o"), RULED_OUT: (OKABE_ITO["vermillion"], "v"),
+    INCONCLUSIVE: (OKABE_ITO["sky blue"], "s"), NOT_TESTABLE: ("#999999", "D"),
+}
+VERDICT_COLORS: dict[str, str] = {verdict: color for verdict, (color, _) in VERDICT_STYLES.items()}
+
+
+def axis_value_label(value: float, base: bool) -> str:
+    """A tick label of the scale map: thousands as ``2.5k``, ``10k``; ``(base)`` under the base value."""
+    text = f"{value / 1000:g}k" if abs(value) >= 1000 else f"{value:g}"
+    return text + ("\n(base)" if base else "")
 
 
 @styled
 def plot_finding_map(runs: pd.DataFrame, cells: pd.DataFrame, title: str, ylabel: str,
                      threshold: float | None = None, log: bool = False, scale: float = 1.0) -> Figure:
-    """One panel per axis of the scale map: each run's statistic (dots coloured by its verdict) and
-    each cell's mean with its interval (black), at the base value and the axis's other values.
+    """One panel per axis of the scale map: each run's statistic (its verdict's colour and marker) and
+    each cell's mean with its interval (black), at the base value and the axis's other values; one
+    legend below the panels, naming the verdicts the figure shows.
 
     ``runs``: ``scale_map.finding_runs``; ``cells``: ``scale_map.finding_cells``; ``threshold``:
     a dashed line where the verdict's cut lies; ``scale`` multiplies the statistic (100: points).
     """
     axes_shown = [a for a in AXES if (cells["axis"] == a).any()]
     base_cells = cells[cells["axis"] == BASE]
-    fig, panels = plt.subplots(1, max(len(axes_shown), 1), figsize=(MAX_WIDTH, 3.0), sharey=True, squeeze=False)
-    for ax, axis in zip(panels[0], axes_shown):
+    parts = []
+    for axis in axes_shown:
         part = cells[cells["axis"].isin([axis, BASE])].copy()
         base_value = runs.loc[runs["axis"] == BASE, axis].iloc[0] if len(base_cells) else None
         part["x"] = [base_value if a == BASE else v for a, v in zip(part["axis"], part["value"])]
-        order = sorted(part["x"].unique())
+        parts.append((axis, part, base_value, sorted(part["x"].unique())))
+    fig, panels = plt.subplots(1, max(len(axes_shown), 1), figsize=(MAX_WIDTH, 3.6), sharey=True, squeeze=False,
+                               layout="constrained", width_ratios=[len(order) for *_, order in parts] or None)
+    shown: set[str] = set()
+    for ax, (axis, part, base_value, order) in zip(panels[0], parts):
         pos = {v: i for i, v in enumerate(order)}
         for row in part.itertuples():
             seeds = runs[runs["point"] == row.point]
             jitter = np.linspace(-0.12, 0.12, len(seeds)) if len(seeds) > 1 else [0.0]
             for (_, r), dx in zip(seeds.iterrows(), jitter):
                 if np.isfinite(r["statistic"]):
-                    ax.plot(pos[row.x] + dx, scale * r["statistic"], "o", markersize=5, alpha=0.9,
-                            color=VERDICT_COLORS.get(r["verdict"], "grey"))
+                    color, marker = VERDICT_STYLES.get(r["verdict"], ("grey", "o"))
+                    ax.plot(pos[row.x] + dx, scale * r["statistic"], marker, markersize=5, alpha=0.9, color=color)
+                    shown.add(r["verdict"])
             if np.isfinite(row.mean):
                 lo = row.low if np.isfinite(row.low) else row.mean
                 hi = row.high if np.isfinite(row.high) else row.mean
                 ax.errorbar(pos[row.x] + 0.25, scale * row.mean,
                             yerr=[[scale * (row.mean - lo)], [scale * (hi - row.mean)]],
                             fmt="_", color="black", capsize=3, markersize=10)
-        labels = [f"{v:g}" + ("\n(base)" if v == base_value else "") for v in order]
-        ax.set_xticks(range(len(order)), labels)
+        ax.set_xticks(range(len(order)), [axis_value_label(v, v == base_value) for v in order])
         ax.set_xlim(-0.6, len(order) - 0.4)
-        ax.set_xlabel(AXES[axis][0])
+        ax.set_xlabel(AXES[axis][0].replace(" ", "\n"))
         ax.grid(axis="x", visible=False)
         if threshold is not None:
             ax.axhline(scale * threshold, color="grey", linestyle="--", linewidth=1)
     if log:
         panels[0][0].set_yscale("log")
     panels[0][0].set_ylabel(ylabel)
-    for verdict, color in VERDICT_COLORS.items():
-        panels[0][-1].plot([], [], "o", color=color, label=f"one run: {verdict}")
-    panels[0][-1].errorbar([], [], yerr=[], fmt="_", color="black", capsize=3, label="mean, 95% interval")
-    outside_legend(panels[0][-1])
-    fig.suptitle(title, y=1.02)
+    handles = [Line2D([], [], linestyle="", marker=marker, color=color, label=f"one run: {verdict}")
+               for verdict, (color, marker) in VERDICT_STYLES.items() if verdict in shown]
+    handles.append(panels[0][-1].errorbar([], [], yerr=[], fmt="_", color="black", capsize=3,
+                                          label="cell mean, 95% interval"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False)
+    fig.suptitle(title)
     return fig
 
 

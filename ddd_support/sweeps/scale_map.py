@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ddd_support.analysis.large_activation import candidate_layer, large_activation_exists
-from ddd_support.analysis.stats import HOLDS, NOT_TESTABLE, seed_interval
+from ddd_support.analysis.stats import HOLDS, NOT_TESTABLE, RULED_OUT, seed_interval
 from ddd_support.config import TrainConfig
 from ddd_support.sweeps.spec import SweepSpec, expand
 
@@ -124,7 +124,7 @@ def activation_by_length(activation: pd.DataFrame, axes: pd.DataFrame,
             rows.append({**dict(zip(KEYS, key)), "length": length, "epoch": int(last["epoch"]), "layer": layer,
                          "growth": float(last["growth"]), "dominance": float(last["dominance"]),
                          "ratio": float(last["ratio"]), "statistic": float(last["growth"]),
-                         "low": np.nan, "high": np.nan, "verdict": HOLDS if exists else "fails"})
+                         "low": np.nan, "high": np.nan, "verdict": HOLDS if exists else RULED_OUT})
     return axes.merge(pd.DataFrame(rows), on=KEYS, how="inner")
 
 

@@ -249,3 +249,26 @@ def test_sweep_heatmaps_show_no_overlapping_tick_labels():
     epoch_labels = [fig._supxlabel.get_window_extent(renderer)]
     assert epoch_labels and fig._supxlabel.get_text() == "epoch (log scale)"
     assert_fits_with_readable_text(fig)
+
+
+@pytest.mark.parametrize("claim", ["large_exists", "post_fit_rise"])
+def test_the_scale_map_figures_show_no_overlapping_labels_and_their_legend_below(claim):
+    from ddd_support.figures.sweeps import plot_finding_map
+    from ddd_support.sweeps.results import read_detail_tables
+    from ddd_support.sweeps.scale_map import (activation_by_length, activation_runs, cells_of, finding_cells,
+                                              finding_runs, run_axes)
+
+    folder = REFERENCE_ROOT / "sweeps" / "scale-map"
+    spec = read_sweep(folder)[0]
+    claims, activation = read_detail_tables(folder)
+    axes = run_axes(spec)
+    if claim == "large_exists":   # as chapter 08 draws them
+        runs = activation_runs(activation_by_length(activation, axes), "growth")
+        cells = cells_of(runs, "point", "model")
+    else:
+        runs, cells = finding_runs(claims, axes, claim), finding_cells(claims, axes, claim)
+    fig = plot_finding_map(runs, cells, "A finding over the map", "statistic", threshold=0.0)
+    assert len([ax for ax in fig.axes if ax.get_xlabel()]) >= 4
+    assert_legends_outside_every_axes(fig)
+    assert_no_labels_overlap(fig)
+    assert_fits_with_readable_text(fig)

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ddd_support.analysis.stats import HOLDS, NOT_TESTABLE
+from ddd_support.analysis.stats import HOLDS, NOT_TESTABLE, RULED_OUT
 from ddd_support.sweeps.scale_map import (activation_by_length, axis_moves, axis_sentence, cells_sentence,
                                           finding_cells, length_cells, run_axes)
 from ddd_support.sweeps.spec import SweepSpec
@@ -39,9 +39,9 @@ def _claims(rows: list[tuple[str, int, float, float, float, str]], claim: str = 
 
 
 PLANTED = _claims([("base", 0, 2.9, np.nan, np.nan, HOLDS), ("base", 1, 2.5, np.nan, np.nan, HOLDS),
-                   ("base", 2, 1.6, np.nan, np.nan, "fails"),
-                   ("batch_size=256", 0, 1.2, np.nan, np.nan, "fails"),
-                   ("batch_size=256", 1, 1.4, np.nan, np.nan, "fails"),
+                   ("base", 2, 1.6, np.nan, np.nan, RULED_OUT),
+                   ("batch_size=256", 0, 1.2, np.nan, np.nan, RULED_OUT),
+                   ("batch_size=256", 1, 1.4, np.nan, np.nan, RULED_OUT),
                    ("base_width=256", 0, 2.2, np.nan, np.nan, HOLDS),
                    ("epochs=300", 1, 4.0, np.nan, np.nan, HOLDS)])
 
@@ -100,7 +100,7 @@ def test_the_time_axis_reads_the_last_snapshot_up_to_each_length():
     by = activation_by_length(activation, run_axes(SPEC)).set_index(["point", "length"])
     assert list(by.loc["epochs=300"].index) == [50, 100, 150, 300]
     assert by.loc[("epochs=300", 100), "epoch"] == 50 and by.loc[("epochs=300", 150), "epoch"] == 126
-    assert by.loc[("epochs=300", 150), "verdict"] == "fails" and by.loc[("epochs=300", 300), "verdict"] == HOLDS
+    assert by.loc[("epochs=300", 150), "verdict"] == RULED_OUT and by.loc[("epochs=300", 300), "verdict"] == HOLDS
     assert by.loc[("base", 100), "layer"] == 4 and by.loc[("base", 100), "growth"] == 2.1
     assert 300 not in by.loc["base"].index                      # a 150-epoch run says nothing about 300
     cells = length_cells(activation_by_length(activation, run_axes(SPEC)))
