@@ -13,10 +13,11 @@ import numpy as np
 import pandas as pd
 
 from ddd_support.analysis.claims import THRESHOLD_CLAIMS, interval_text
+from ddd_support.analysis.stats import VERDICTS
 from ddd_support.book.reference import REFERENCE_ROOT
 
 #: The order in which the summary lists the verdicts (any other verdict word comes after these).
-OUTCOME_ORDER = ("holds", "ruled out", "inconclusive", "fails", "not testable")
+OUTCOME_ORDER = VERDICTS
 
 
 def claims_table(profile: str, root: Path = REFERENCE_ROOT, per_seed: bool = False) -> pd.DataFrame:
