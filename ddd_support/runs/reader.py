@@ -83,8 +83,8 @@ class RunData:
 
     @property
     def name(self) -> str:
-        """Short label such as ``mlp7 seed 0``."""
-        return f"{self.model} seed {self.seed}"
+        """Short label such as ``MLP7 seed 0`` (models named as the book names them)."""
+        return f"{self.model.upper()} seed {self.seed}"
 
     def snapshot(self, epoch: int) -> dict[str, np.ndarray]:
         """All arrays of the snapshot taken after ``epoch`` (cached after the first read)."""

@@ -144,7 +144,7 @@ def test_report_writes_its_figures_as_png(run_copy):
 
 def test_cli_analyze_prints_the_report(runs_root, capsys):
     assert main(["analyze", "--no-figures", str(runs_root / "test" / "mlp5" / "seed1")]) == 0
-    assert "mlp5 seed 1" in capsys.readouterr().out
+    assert "MLP5 seed 1" in capsys.readouterr().out
 
 
 def test_cli_analyze_bad_directory_gives_one_error_line_and_exit_1(tmp_path, capsys):
