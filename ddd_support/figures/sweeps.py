@@ -130,7 +130,6 @@ VERDICT_STYLES: dict[str, tuple[str, str]] = {
     HOLDS: (OKABE_ITO["bluish green"], "o"), RULED_OUT: (OKABE_ITO["vermillion"], "v"),
     INCONCLUSIVE: (OKABE_ITO["sky blue"], "s"), NOT_TESTABLE: ("#999999", "D"),
 }
-VERDICT_COLORS: dict[str, str] = {verdict: color for verdict, (color, _) in VERDICT_STYLES.items()}
 
 
 def axis_value_label(value: float, base: bool) -> str:
