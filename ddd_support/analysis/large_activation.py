@@ -134,11 +134,8 @@ def correlate(x: np.ndarray, y: np.ndarray, level: float = 0.95) -> dict[str, fl
     """Pearson and Spearman correlation with Fisher-z intervals; NaN if either side is constant."""
     x, y, defined = _finite_pairs(x, y)
     n = len(x)
-    if not defined:
-        pearson_r = spearman = float("nan")
-    else:
-        pearson_r = float(np.clip(stats.pearsonr(x, y).statistic, -1.0, 1.0))
-        spearman = float(np.clip(stats.spearmanr(x, y).statistic, -1.0, 1.0))
+    pearson_r = pearson(x, y)
+    spearman = float(np.clip(stats.spearmanr(x, y).statistic, -1.0, 1.0)) if defined else float("nan")
     p_lo, p_hi = correlation_ci(pearson_r, n, 1.0, level)
     s_lo, s_hi = correlation_ci(spearman, n, SPEARMAN_SE_FACTOR, level)
     return {"pearson": pearson_r, "pearson_low": p_lo, "pearson_high": p_hi,
