@@ -45,13 +45,9 @@ def finished_run(trained_run) -> Path:
 
 
 @pytest.fixture
-def finished_run_copy(finished_run, tmp_path) -> Path:
+def finished_run_copy(trained_run_copy) -> Path:
     """A private copy of ``finished_run`` under ``tmp_path`` (same layout: ``tmp_path/test/mlp3/seed0``)."""
-    import shutil
-
-    root = finished_run.parents[2]
-    shutil.copytree(root, tmp_path, dirs_exist_ok=True)
-    return tmp_path / finished_run.relative_to(root)
+    return trained_run_copy()
 
 
 @pytest.fixture(scope="session")
